@@ -1,0 +1,27 @@
+"""Score a checkpoint: `python scripts/evaluate.py ckpt=PATH [split=test] [decode=beam]`."""
+
+import sys
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from seq2seq.errors import UserError
+from seq2seq.evaluate import evaluate
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    try:
+        r = evaluate(cfg, HydraConfig.get().runtime.output_dir)
+    except UserError as e:
+        sys.exit(f"error: {e}")
+    print(
+        f"{r['split']}: BLEU {r['bleu']:.2f} chrF {r['chrf']:.2f} | {r['sentences']} sentences, "
+        f"beam {r['decode']['beam_size']}, {r['decode_seconds']:.1f}s | {r['hyp_path']}"
+    )
+    print(f"BLEU signature: {r['bleu_signature']}")
+
+
+if __name__ == "__main__":
+    main()

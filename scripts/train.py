@@ -1,0 +1,30 @@
+"""Train a model: `python scripts/train.py [experiment=...] [group=option] [key=value]`."""
+
+import logging
+import sys
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from seq2seq.errors import UserError
+from seq2seq.train import train
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> None:
+    try:
+        summary = train(cfg, HydraConfig.get().runtime.output_dir)
+    except UserError as e:
+        sys.exit(f"error: {e}")
+    bleu = summary["best_val_bleu"]
+    logging.getLogger("seq2seq").info("summary: %s", summary)
+    print(
+        f"best val BLEU {bleu:.2f} | best.ckpt: {summary['best_ckpt']}"
+        if bleu is not None
+        else f"no validation ran | last.ckpt: {summary['last_ckpt']}"
+    )
+
+
+if __name__ == "__main__":
+    main()

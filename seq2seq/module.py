@@ -1,0 +1,128 @@
+"""The LightningModule: loss, optimisers, validation BLEU, self-contained checkpoints."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from torch import Tensor, nn
+
+from seq2seq.data.tokenizer import PAD, Tokenizer
+from seq2seq.metrics import corpus_bleu
+from seq2seq.search import generate
+
+log = logging.getLogger(__name__)
+
+
+def token_losses(
+    logits: Tensor, tgt_out: Tensor, label_smoothing: float = 0.0
+) -> tuple[Tensor, Tensor]:
+    """Summed (training loss, NLL) over non-pad target tokens; loss is label-smoothed if asked."""
+    lprobs = logits.float().log_softmax(-1)  # (B, T, V)
+    mask = tgt_out != PAD
+    nll = -lprobs.gather(-1, tgt_out.unsqueeze(-1)).squeeze(-1).masked_fill(~mask, 0.0).sum()
+    if not label_smoothing:
+        return nll, nll
+    smooth = -lprobs.mean(-1).masked_fill(~mask, 0.0).sum()
+    return (1 - label_smoothing) * nll + label_smoothing * smooth, nll
+
+
+class TranslationModule(pl.LightningModule):
+    """Trains any `Seq2Seq` model; carries what is needed to rebuild it into its checkpoints."""
+
+    def __init__(
+        self,
+        model_config: dict,
+        tokenizer: Tokenizer,
+        data_config: dict,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        label_smoothing: float = 0.0,
+        loss_per: str = "token",
+        val_decode: dict | None = None,
+    ) -> None:
+        super().__init__()
+        if loss_per not in ("token", "sentence"):
+            raise ValueError(f"optim.loss_per={loss_per!r}: use 'token' or 'sentence'")
+        self.model_config, self.data_config = model_config, data_config
+        self.model: nn.Module = instantiate(model_config)
+        self.tokenizer = tokenizer
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.label_smoothing, self.loss_per = label_smoothing, loss_per
+        self.val_decode = dict(val_decode or {})
+        self._val_outputs: list[tuple[int, list[int]]] = []
+        self._val_nll = [0.0, 0]
+        self.bleu_signature: str | None = None
+        self._tick: float | None = None
+
+    def forward(self, src: Tensor, src_lens: Tensor, tgt_in: Tensor) -> Tensor:
+        return self.model(src, src_lens, tgt_in)
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        logits = self.model(batch["src"], batch["src_lens"], batch["tgt_in"])
+        loss, nll = token_losses(logits, batch["tgt_out"], self.label_smoothing)
+        ntokens = batch["ntokens"]
+        denom = ntokens if self.loss_per == "token" else batch["src"].size(0)
+        self.log("train/loss", nll / ntokens, prog_bar=True)
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"])
+        now = time.perf_counter()
+        if self._tick is not None:
+            self.log("train/tok_s", ntokens / (now - self._tick), prog_bar=True)
+        self._tick = now
+        return loss / denom
+
+    def on_train_epoch_start(self) -> None:
+        self._tick = None
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_outputs, self._val_nll = [], [0.0, 0]
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        logits = self.model(batch["src"], batch["src_lens"], batch["tgt_in"])
+        _, nll = token_losses(logits, batch["tgt_out"])
+        self._val_nll[0] += float(nll)
+        self._val_nll[1] += batch["ntokens"]
+        hyps = generate(self.model, batch["src"], batch["src_lens"], **self.val_decode)
+        self._val_outputs.extend(zip(batch["idx"].tolist(), [h.tokens for h in hyps]))
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_outputs:
+            return
+        idx, ids = zip(*sorted(self._val_outputs))
+        refs = self.trainer.datamodule.valid_refs
+        bleu, signature = corpus_bleu(self.tokenizer.decode_tgt(ids), [refs[i] for i in idx])
+        if self.bleu_signature is None and not self.trainer.sanity_checking:
+            self.bleu_signature = signature
+            log.info("val/bleu is sacreBLEU %s", signature)
+        loss = self._val_nll[0] / max(self._val_nll[1], 1)
+        self.log("val/loss", loss, prog_bar=True)
+        self.log("val/ppl", math.exp(min(loss, 50.0)))
+        self.log("val/bleu", bleu, prog_bar=True)
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        batches = len(self.trainer.datamodule.train_dataloader())
+        steps_per_epoch = max(1, math.ceil(batches / self.trainer.accumulate_grad_batches))
+        scheduler = self.scheduler_factory(optimizer, steps_per_epoch=steps_per_epoch)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # Everything evaluate/translate need travels inside: model arguments, tokenizer bytes,
+        # data settings (language pair, reversal). Plain types only (weights_only loading).
+        checkpoint["seq2seq"] = {
+            "model": self.model_config,
+            "tokenizer": self.tokenizer.state_dict(),
+            "data": self.data_config,
+            "val_decode": self.val_decode,
+        }

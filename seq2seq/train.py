@@ -1,0 +1,92 @@
+"""`scripts/train.py`'s logic: compose data, model, module and trainer from the config; fit."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+
+from seq2seq.data.datamodule import build_datamodule
+from seq2seq.module import TranslationModule
+
+log = logging.getLogger(__name__)
+
+
+def model_config(cfg: DictConfig, src_vocab_size: int, tgt_vocab_size: int) -> dict:
+    """The model's `_target_` call with the sizes that come from the data filled in."""
+    config = OmegaConf.to_container(cfg.model, resolve=True)
+    config.update(src_vocab_size=src_vocab_size, tgt_vocab_size=tgt_vocab_size)
+    return config
+
+
+def _precision(precision: str | int, accelerator: str) -> str | int:
+    # bf16 where the card has it (Ampere and newer); older cards fall back to fp16 mixed.
+    if precision == "bf16-mixed" and accelerator in ("gpu", "cuda") and torch.cuda.is_available():
+        if not torch.cuda.is_bf16_supported():
+            log.warning("this GPU has no bf16: using precision=16-mixed")
+            return "16-mixed"
+    return precision
+
+
+def train(cfg: DictConfig, run_dir: str | Path) -> dict:
+    """Train as configured; tokenizer, checkpoints and logs go to `run_dir`. Returns a summary."""
+    run_dir = Path(run_dir)
+    pl.seed_everything(cfg.seed, workers=True)
+    datamodule = build_datamodule(cfg.data)
+    tokenizer = datamodule.prepare_tokenizer()
+    tokenizer.save(run_dir / "tokenizer")
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+
+    optim = cfg.optim
+    module = TranslationModule(
+        model_config=model_config(cfg, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size),
+        tokenizer=tokenizer,
+        data_config=OmegaConf.to_container(cfg.data, resolve=True),
+        optimizer=instantiate(optim.optimizer),
+        scheduler=instantiate(optim.scheduler) if optim.scheduler else None,
+        label_smoothing=optim.label_smoothing,
+        loss_per=optim.loss_per,
+        val_decode=OmegaConf.to_container(cfg.decode, resolve=True),
+    )
+    n_params = sum(p.numel() for p in module.model.parameters())
+    log.info("model: %s, %.2fM parameters", cfg.model._target_, n_params / 1e6)
+
+    checkpoints = ModelCheckpoint(
+        dirpath=run_dir,
+        filename="best",
+        monitor="val/bleu",
+        mode="max",
+        save_top_k=1,
+        save_last=True,
+        auto_insert_metric_name=False,
+    )
+    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    trainer_cfg["precision"] = _precision(trainer_cfg["precision"], trainer_cfg["accelerator"])
+    trainer: pl.Trainer = instantiate(
+        trainer_cfg,
+        callbacks=[checkpoints],
+        logger=[
+            CSVLogger(run_dir, name="logs", version=""),
+            TensorBoardLogger(run_dir, name="tb", version=""),
+        ],
+        default_root_dir=str(run_dir),
+    )
+    trainer.fit(module, datamodule=datamodule)
+
+    best = checkpoints.best_model_score
+    summary = {
+        "best_val_bleu": float(best) if best is not None else None,
+        "best_ckpt": checkpoints.best_model_path,
+        "last_ckpt": checkpoints.last_model_path,
+        "bleu_signature": module.bleu_signature,
+        "epochs": trainer.current_epoch,
+        "steps": trainer.global_step,
+        "parameters": n_params,
+    }
+    return summary
