@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,12 +31,14 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
         raise UserError(f"ckpt={path}: no such file")
     try:
         ckpt = torch.load(path, map_location=device, weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise UserError(f"ckpt={path}: refused, it needs arbitrary unpickling ({e})") from None
-    except (RuntimeError, EOFError) as e:
-        raise UserError(
-            f"ckpt={path}: not a readable checkpoint (truncated or corrupt?): {e}"
-        ) from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
+        unsafe = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+        if unsafe:
+            raise UserError(
+                f"ckpt={path}: refused, loading it would unpickle {unsafe.group(1)} "
+                "(only tensors and plain types are loaded)"
+            ) from None
+        raise UserError(f"ckpt={path}: not a readable checkpoint (truncated or corrupt?)") from None
     if not isinstance(ckpt, dict) or "seq2seq" not in ckpt:
         raise UserError(f"ckpt={path}: not a seq2seq checkpoint (no 'seq2seq' entry)")
     meta = ckpt["seq2seq"]

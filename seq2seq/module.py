@@ -69,7 +69,9 @@ class TranslationModule(pl.LightningModule):
         loss, nll = token_losses(logits, batch["tgt_out"], self.label_smoothing)
         ntokens = batch["ntokens"]
         denom = ntokens if self.loss_per == "token" else batch["src"].size(0)
-        self.log("train/loss", nll / ntokens, prog_bar=True)
+        token_nll = nll.detach() / ntokens
+        self.log("train/loss", token_nll, prog_bar=True)
+        self.log("train/ppl", token_nll.exp())
         self.log("train/lr", self.optimizers().param_groups[0]["lr"])
         now = time.perf_counter()
         if self._tick is not None:

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from tests.helpers import ROOT
 
@@ -50,7 +51,15 @@ def test_train_writes_run_directory(trained):
     assert any((run_dir / "tb").rglob("events.out.tfevents*"))
     assert "best val BLEU" in stdout and str(run_dir / "best.ckpt") in stdout
     metrics = (run_dir / "logs" / "metrics.csv").read_text().splitlines()[0]
-    for key in ("train/loss", "train/tok_s", "train/lr", "val/bleu", "val/loss", "val/ppl"):
+    for key in (
+        "train/loss",
+        "train/ppl",
+        "train/tok_s",
+        "train/lr",
+        "val/bleu",
+        "val/loss",
+        "val/ppl",
+    ):
         assert key in metrics
 
 
@@ -87,13 +96,30 @@ def test_translate_stdin_to_stdout(trained):
     assert out[0] and out[1] == "" and out[2]
 
 
-def test_bad_checkpoint_is_one_line_error(tmp_path):
+class Unsafe:
+    pass
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        (b"not a checkpoint", "not a readable checkpoint (truncated or corrupt?)"),
+        ({"seq2seq": Unsafe()}, "refused, loading it would unpickle tests.test_end_to_end.Unsafe"),
+        ({"state_dict": {}}, "not a seq2seq checkpoint"),
+    ],
+)
+def test_bad_checkpoint_is_one_line_error(tmp_path, content, message):
     bad = tmp_path / "bad.ckpt"
-    bad.write_bytes(b"not a checkpoint")
+    if isinstance(content, bytes):
+        bad.write_bytes(content)
+    else:
+        torch.save(content, bad)
     proc = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "evaluate.py"), f"ckpt={bad}"],
         capture_output=True, text=True, cwd=ROOT, timeout=120,
     )  # fmt: skip
     assert proc.returncode != 0
-    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: ckpt={bad}")
-    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == f"error: ckpt={bad}: {message}" or (
+        proc.stderr.strip().startswith(f"error: ckpt={bad}: {message}")
+        and len(proc.stderr.strip().splitlines()) == 1
+    )

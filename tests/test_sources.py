@@ -68,3 +68,15 @@ def test_hf_dataset_translation_schema(hub_parquet):
 def test_hf_dataset_unknown_language(hub_parquet):
     with pytest.raises(UserError, match="language 'de' not in the translation column"):
         HFDataset("parquet", "en", "de", data_files=hub_parquet).pairs("train")
+
+
+def test_demo_source_caches_text_files(tmp_path):
+    from seq2seq.data.sources import Demo
+
+    demo = Demo("en", "de", num_train=50, cache_dir=str(tmp_path))
+    assert demo.splits() == ["test", "train", "val"]
+    pairs = demo.pairs("train")
+    assert len(pairs) == 50 and (demo.dir / "train.de").is_file()
+    assert Demo("en", "de", num_train=50, cache_dir=str(tmp_path)).pairs("train") == pairs
+    with pytest.raises(UserError, match="unknown demo language 'es'"):
+        Demo("en", "es")
