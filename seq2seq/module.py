@@ -81,6 +81,11 @@ class TranslationModule(pl.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         self._tick = None
+        # Lightning only forwards set_epoch to samplers, not to a batch sampler: reshuffle here
+        # (this runs before the epoch's iterator is created; resumed runs get the right epoch).
+        batch_sampler = getattr(self.trainer.train_dataloader, "batch_sampler", None)
+        if hasattr(batch_sampler, "set_epoch"):
+            batch_sampler.set_epoch(self.current_epoch)
 
     def on_validation_epoch_start(self) -> None:
         self._val_outputs, self._val_nll = [], [0.0, 0]

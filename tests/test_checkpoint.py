@@ -4,26 +4,45 @@ import torch
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.data.datamodule import TranslationDataModule
 from seq2seq.data.sources import Demo
+from seq2seq.data.tokenizer import EOS
 from seq2seq.module import TranslationModule
 from seq2seq.translate import translate_texts
 
 
-def test_checkpoint_round_trip_gives_identical_translations(tmp_path):
-    dm = TranslationDataModule(Demo(num_train=300), vocab_size=200, batch_size=32)
+def tiny_setup(num_train, hidden, **trainer_args):
+    """A demo datamodule, a small LSTM module, and a quiet Trainer without validation."""
+    pl.seed_everything(0)
+    dm = TranslationDataModule(Demo(num_train=num_train), vocab_size=200, batch_size=16)
     tokenizer = dm.prepare_tokenizer()
     model_config = {
         "_target_": "seq2seq.models.lstm.LSTMSeq2Seq",
         "src_vocab_size": tokenizer.src_vocab_size,
         "tgt_vocab_size": tokenizer.tgt_vocab_size,
-        "num_layers": 2, "hidden_size": 32, "embed_dim": 16,
-    }  # fmt: skip
+        "num_layers": 2,
+        "hidden_size": hidden,
+        "embed_dim": 16,
+    }
     module = TranslationModule(
-        model_config, tokenizer, {"reverse_source": True, "src": "en", "tgt": "fr"},
+        model_config,
+        tokenizer,
+        {"reverse_source": True, "src": "en", "tgt": "fr"},
         optimizer=lambda params: torch.optim.Adam(params, lr=1e-2),
-    )  # fmt: skip
-    trainer = pl.Trainer(max_steps=5, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, limit_val_batches=0)  # fmt: skip
+    )
+    trainer = pl.Trainer(
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        limit_val_batches=0,
+        **trainer_args,
+    )
+    return dm, module, trainer
+
+
+def test_checkpoint_round_trip_gives_identical_translations(tmp_path):
+    dm, module, trainer = tiny_setup(300, hidden=32, max_steps=3)
     trainer.fit(module, datamodule=dm)
+    with torch.no_grad():  # an untrained model would end every output at once
+        module.model.out.bias[EOS] = -5.0
     path = tmp_path / "m.ckpt"
     trainer.save_checkpoint(path)
 
@@ -31,8 +50,20 @@ def test_checkpoint_round_trip_gives_identical_translations(tmp_path):
     assert loaded.data["reverse_source"] is True
     texts = [s for s, _ in dm.source.pairs("test")[:40]]
     module.model.eval()
-    before = translate_texts(module.model, tokenizer, texts, True, beam_size=3)
+    before = translate_texts(module.model, module.tokenizer, texts, True, beam_size=3)
     after = translate_texts(loaded.model, loaded.tokenizer, texts, True, beam_size=3)
     assert before == after and any(before)
     for k, v in module.model.state_dict().items():
         assert torch.equal(v, loaded.model.state_dict()[k])
+
+
+def test_trainer_reshuffles_batches_every_epoch():
+    seen: list[list[int]] = [[], []]
+
+    class Record(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen[trainer.current_epoch].append(batch["idx"][0].item())
+
+    dm, module, trainer = tiny_setup(200, hidden=8, max_epochs=2, callbacks=[Record()])
+    trainer.fit(module, datamodule=dm)
+    assert len(seen[0]) == len(seen[1]) > 5 and seen[0] != seen[1]
