@@ -1,4 +1,10 @@
+import os
+
 import pytest
+
+# Tests never touch the network: the HF datasets tests read local parquet files.
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 @pytest.fixture(autouse=True)

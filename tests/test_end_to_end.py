@@ -115,7 +115,8 @@ def test_bad_checkpoint_is_one_line_error(tmp_path, content, message):
     else:
         torch.save(content, bad)
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "evaluate.py"), f"ckpt={bad}"],
+        [sys.executable, str(ROOT / "scripts" / "evaluate.py"), f"ckpt={bad}",
+         f"hydra.run.dir={tmp_path}"],
         capture_output=True, text=True, cwd=ROOT, timeout=120,
     )  # fmt: skip
     assert proc.returncode != 0
@@ -123,3 +124,25 @@ def test_bad_checkpoint_is_one_line_error(tmp_path, content, message):
         proc.stderr.strip().startswith(f"error: ckpt={bad}: {message}")
         and len(proc.stderr.strip().splitlines()) == 1
     )
+
+
+def test_evaluate_on_other_data(trained, tmp_path):
+    run_dir, _ = trained
+    data_dir = tmp_path / "other"
+    data_dir.mkdir()
+    (data_dir / "news.en").write_text("The party is on Sunday, September 29, 1996.\nHello.\n")
+    (data_dir / "news.fr").write_text("La fête a lieu le dimanche 29 septembre 1996.\nBonjour.\n")
+    ckpt = f"ckpt={run_dir / 'best.ckpt'}"
+    out = tmp_path / "out"
+    run("evaluate.py", ckpt, "data=text_files", f"data.dir={data_dir}", "split=news",
+        f"hydra.run.dir={out}")  # fmt: skip
+    assert json.loads((out / "news.json").read_text())["sentences"] == 2
+    assert len((out / "news.hyp").read_text(encoding="utf-8").splitlines()) == 2
+
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "evaluate.py"), ckpt, "data=text_files",
+         f"data.dir={data_dir}", "data.tgt=de", "split=news", f"hydra.run.dir={out}"],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert proc.stderr.strip().startswith("error: data.tgt=de but")
