@@ -20,7 +20,6 @@ class Loaded:
     model: nn.Module
     tokenizer: Tokenizer
     data: dict  # language pair, reversal, the training data source
-    val_decode: dict
     path: Path
 
 
@@ -51,6 +50,5 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
         model=model,
         tokenizer=Tokenizer.from_state_dict(meta["tokenizer"]),
         data=meta["data"],
-        val_decode=meta.get("val_decode", {}),
         path=path,
     )

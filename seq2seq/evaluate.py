@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from seq2seq.checkpoint import Loaded, load_checkpoint
+from seq2seq.data.sources import Source
 from seq2seq.errors import UserError
 from seq2seq.metrics import corpus_scores
 from seq2seq.translate import translate_texts
@@ -27,7 +28,7 @@ def decode_kwargs(decode: DictConfig) -> dict:
     return {k: decode[k] for k in ("beam_size", "max_len_a", "max_len_b", "length_norm")}
 
 
-def eval_source(cfg: DictConfig, loaded: Loaded) -> object:
+def eval_source(cfg: DictConfig, loaded: Loaded) -> Source:
     """The checkpoint's own data source, or `data=...` given on the command line."""
     trained = loaded.data
     if cfg.get("data") is None:

@@ -9,10 +9,11 @@ def corpus_scores(hyps: list[str], refs: list[str]) -> dict[str, float | str]:
     """BLEU and chrF with their sacreBLEU signatures (the strings to quote beside a score)."""
     if len(hyps) != len(refs):
         raise ValueError(f"{len(hyps)} hypotheses but {len(refs)} references")
-    bleu, chrf = BLEU(), CHRF()
+    bleu, bleu_signature = corpus_bleu(hyps, refs)
+    chrf = CHRF()
     return {
-        "bleu": bleu.corpus_score(hyps, [refs]).score,
-        "bleu_signature": str(bleu.get_signature()),
+        "bleu": bleu,
+        "bleu_signature": bleu_signature,
         "chrf": chrf.corpus_score(hyps, [refs]).score,
         "chrf_signature": str(chrf.get_signature()),
     }

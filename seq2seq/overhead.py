@@ -7,7 +7,9 @@ is counted in non-padding target tokens per second over the steps after `warmup`
 
 from __future__ import annotations
 
+import tempfile
 import time
+from collections.abc import Iterator
 from itertools import islice
 
 import pytorch_lightning as pl
@@ -60,8 +62,9 @@ def lightning_tokens_per_second(cfg: DictConfig, steps: int, warmup: int) -> flo
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer_cfg.update(max_steps=warmup + steps, max_epochs=-1, max_time=None,
                        limit_val_batches=0, enable_checkpointing=False)  # fmt: skip
-    trainer = instantiate(trainer_cfg, callbacks=[clock], logger=pl.loggers.CSVLogger("/tmp"))
-    trainer.fit(module, datamodule=datamodule)
+    with tempfile.TemporaryDirectory() as logs:
+        trainer = instantiate(trainer_cfg, callbacks=[clock], logger=pl.loggers.CSVLogger(logs))
+        trainer.fit(module, datamodule=datamodule)
     return clock.tokens / (clock.end - clock.start)
 
 
@@ -91,7 +94,7 @@ def plain_tokens_per_second(cfg: DictConfig, steps: int, warmup: int) -> float:
     return tokens / (time.perf_counter() - start)
 
 
-def _forever(datamodule: TranslationDataModule):  # noqa: ANN202
+def _forever(datamodule: TranslationDataModule) -> Iterator[dict]:
     epoch = 0
     while True:
         loader = datamodule.train_dataloader()

@@ -116,11 +116,13 @@ def beam_search(
         ended = (token == EOS) & torch.isfinite(top)
         ended[:, K:] = False  # an EOS counts only if it is among the top K candidates
 
-        for i, j in ended.nonzero().tolist():
-            sent = int(active[i])
-            tokens = history[i * K + int(beam[i, j]), 1:].tolist()
-            lp = float(top[i, j])
-            finished[sent].append(Hypothesis(tokens, _norm(lp, t + 1, length_norm), lp))
+        if ended.any():
+            where = ended.nonzero()  # (E, 2): sentence row, candidate
+            rows = where[:, 0] * K + beam[where[:, 0], where[:, 1]]
+            sents = active[where[:, 0]].tolist()
+            logprobs = top[where[:, 0], where[:, 1]].tolist()
+            for sent, tokens, lp in zip(sents, history[rows, 1:].tolist(), logprobs):
+                finished[sent].append(Hypothesis(tokens, _norm(lp, t + 1, length_norm), lp))
 
         # Continue with the K best candidates that did not end (stable sort puts them first).
         keep = (token == EOS).long().argsort(dim=-1, stable=True)[:, :K]  # (n, K)

@@ -120,10 +120,8 @@ def test_bad_checkpoint_is_one_line_error(tmp_path, content, message):
         capture_output=True, text=True, cwd=ROOT, timeout=120,
     )  # fmt: skip
     assert proc.returncode != 0
-    assert proc.stderr.strip() == f"error: ckpt={bad}: {message}" or (
-        proc.stderr.strip().startswith(f"error: ckpt={bad}: {message}")
-        and len(proc.stderr.strip().splitlines()) == 1
-    )
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: ckpt={bad}: {message}")
 
 
 def test_evaluate_on_other_data(trained, tmp_path):
