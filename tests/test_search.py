@@ -1,10 +1,11 @@
 import itertools
 import math
 
+import pytest
 import torch
 
 from seq2seq.data.tokenizer import BOS, EOS, PAD
-from seq2seq.search import beam_search, generate, greedy_search
+from seq2seq.search import beam_search, generate, greedy_search, length_normalise
 from tests.helpers import random_batch, tiny_lstm
 
 
@@ -18,7 +19,7 @@ def test_beam_of_one_is_greedy():
         assert math.isclose(g.score, b[0].score, rel_tol=1e-5, abs_tol=1e-5)
 
 
-def exhaustive(model, src, lens, max_len, vocab, length_norm):
+def exhaustive(model, src, lens, max_len, vocab, penalty):
     """Score every output of at most max_len tokens (EOS included) by teacher forcing."""
     best = None
     words = [t for t in range(vocab) if t not in (PAD, BOS, EOS)]
@@ -28,7 +29,7 @@ def exhaustive(model, src, lens, max_len, vocab, length_norm):
             tgt_in = torch.tensor([[BOS] + seq[:-1]])
             lp = model(src, lens, tgt_in).log_softmax(-1)[0]
             logprob = float(lp[torch.arange(len(seq)), torch.tensor(seq)].sum())
-            score = logprob / len(seq) ** length_norm
+            score = length_normalise(logprob, len(seq), penalty, 0.6)
             if best is None or score > best[0]:
                 best = (score, list(body))
     return best
@@ -37,16 +38,17 @@ def exhaustive(model, src, lens, max_len, vocab, length_norm):
 def test_wide_beam_equals_exhaustive_search():
     vocab, max_len = 5, 5  # 2 real tokens: 31 complete outputs of <= 5 tokens
     differs_from_greedy = 0
-    for model_seed, length_norm, seed in itertools.product(range(3), (0.0, 1.0), range(4)):
+    cases = itertools.product(range(3), ("none", "average", "gnmt"), range(4))
+    for model_seed, penalty, seed in cases:
         model = tiny_lstm(src_vocab=7, tgt_vocab=vocab, layers=1, seed=model_seed)
         src, lens = random_batch(vocab=7, lens=(4,), seed=seed)
         with torch.no_grad():
-            score, tokens = exhaustive(model, src, lens, max_len, vocab, length_norm)
+            score, tokens = exhaustive(model, src, lens, max_len, vocab, penalty)
         hyp = beam_search(model, src, lens, 64, max_len_a=max_len, max_len_b=0.0,
-                          length_norm=length_norm)[0][0]  # fmt: skip
+                          length_penalty=penalty)[0][0]  # fmt: skip
         assert hyp.tokens == tokens
         assert math.isclose(hyp.score, score, rel_tol=1e-4)
-        greedy = greedy_search(model, src, lens, max_len, 0.0, length_norm)[0]
+        greedy = greedy_search(model, src, lens, max_len, 0.0, penalty)[0]
         differs_from_greedy += greedy.tokens != tokens
     assert differs_from_greedy > 0  # the cases are hard enough that search matters
 
@@ -63,8 +65,8 @@ def test_batched_beam_equals_one_sentence_at_a_time():
 def test_nbest_sorted_and_first_is_best():
     model = tiny_lstm()
     src, lens = random_batch()
-    nbest = beam_search(model, src, lens, beam_size=5, nbest=5, length_norm=1.0)
-    best = generate(model, src, lens, beam_size=5, length_norm=1.0)
+    nbest = beam_search(model, src, lens, beam_size=5, nbest=5, length_penalty="average")
+    best = generate(model, src, lens, beam_size=5, length_penalty="average")
     for hyps, one in zip(nbest, best):
         scores = [h.score for h in hyps]
         assert scores == sorted(scores, reverse=True) and len(hyps) > 1
@@ -79,3 +81,25 @@ def test_max_length_rule():
         for h, n in zip(hyps, lens.tolist()):
             assert len(h.tokens) + 1 <= int(2 + 0.5 * n)
             assert all(t not in (PAD, BOS, EOS) for t in h.tokens)
+
+
+def test_length_penalties():
+    assert length_normalise(-6.0, 3, "none", 0.6) == -6.0
+    assert length_normalise(-6.0, 3, "average", 0.6) == -2.0
+    assert math.isclose(length_normalise(-6.0, 3, "gnmt", 0.6), -6.0 / (8 / 6) ** 0.6)
+    assert length_normalise(-6.0, 1, "gnmt", 0.6) == -6.0  # ((5 + 1) / 6) ** a = 1
+    with pytest.raises(ValueError, match="decode.length_penalty='wu'"):
+        generate(tiny_lstm(), *random_batch(), beam_size=2, length_penalty="wu")
+    with pytest.raises(ValueError, match="decode.beam_size=0: must be at least 1"):
+        generate(tiny_lstm(), *random_batch(), beam_size=0)
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+def test_min_len_and_forced_length(beam):
+    model = tiny_lstm()
+    src, lens = random_batch()
+    forced = generate(model, src, lens, beam_size=beam, max_len_a=12, max_len_b=0.0, min_len=12)
+    assert all(len(h.tokens) == 11 for h in forced)  # exactly 12 tokens with EOS
+    # the maximum wins when it is below the minimum
+    short = generate(model, src, lens, beam_size=beam, max_len_a=3, max_len_b=0.0, min_len=12)
+    assert all(len(h.tokens) == 2 for h in short)
