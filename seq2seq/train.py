@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -13,6 +14,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 from seq2seq.data.datamodule import build_datamodule
+from seq2seq.errors import UserError
 from seq2seq.module import TranslationModule
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,34 @@ def _precision(precision: str | int, accelerator: str) -> str | int:
     return precision
 
 
+def validation_decode(decode: DictConfig) -> dict:
+    """The search options validation BLEU uses: the `decode` group without output options."""
+    options = OmegaConf.to_container(decode, resolve=True)
+    options.pop("nbest", None)
+    return options
+
+
+def periodic_checkpoints(cfg: DictConfig, run_dir: Path) -> list[ModelCheckpoint]:
+    """Keep the `keep_last` latest checkpoints, written every N steps or minutes (for averaging)."""
+    if not cfg.keep_last:
+        return []
+    if cfg.every_n_steps and cfg.every_minutes:
+        raise UserError("set checkpoint.every_n_steps or checkpoint.every_minutes, not both")
+    minutes = cfg.every_minutes
+    return [
+        ModelCheckpoint(
+            dirpath=run_dir / "checkpoints",
+            filename="step={step:08d}",
+            monitor="step",  # the highest steps are the latest: save_top_k keeps the last N
+            mode="max",
+            save_top_k=cfg.keep_last,
+            every_n_train_steps=cfg.every_n_steps,
+            train_time_interval=timedelta(minutes=minutes) if minutes else None,
+            auto_insert_metric_name=False,
+        )
+    ]
+
+
 def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     """Train as configured; tokenizer, checkpoints and logs go to `run_dir`. Returns a summary."""
     run_dir = Path(run_dir)
@@ -52,7 +82,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
         scheduler=instantiate(optim.scheduler) if optim.scheduler else None,
         label_smoothing=optim.label_smoothing,
         loss_per=optim.loss_per,
-        val_decode=OmegaConf.to_container(cfg.decode, resolve=True),
+        val_decode=validation_decode(cfg.decode),
     )
     n_params = sum(p.numel() for p in module.model.parameters())
     log.info("model: %s, %.2fM parameters", cfg.model._target_, n_params / 1e6)
@@ -66,11 +96,12 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
         save_last=True,
         auto_insert_metric_name=False,
     )
+    callbacks = [checkpoints, *periodic_checkpoints(cfg.checkpoint, run_dir)]
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer_cfg["precision"] = _precision(trainer_cfg["precision"], trainer_cfg["accelerator"])
     trainer: pl.Trainer = instantiate(
         trainer_cfg,
-        callbacks=[checkpoints],
+        callbacks=callbacks,
         logger=[
             CSVLogger(run_dir, name="logs", version=""),
             TensorBoardLogger(run_dir, name="tb", version=""),

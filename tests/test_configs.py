@@ -54,8 +54,39 @@ def test_paper_values_in_sutskever2014():
     assert not compose_train("experiment=sutskever2014_forward").data.reverse_source
 
 
-@pytest.mark.parametrize("name", ["evaluate", "translate"])
+def test_paper_values_in_transformer_experiments():
+    base = compose_train("experiment=transformer_base")
+    m = base.model
+    assert (m.num_encoder_layers, m.num_decoder_layers, m.d_model, m.nhead) == (6, 6, 512, 8)
+    assert (m.dim_feedforward, m.dropout, m.norm_first) == (2048, 0.1, False)
+    assert m.share_embeddings is True
+    assert base.optim.optimizer.betas == [0.9, 0.98] and base.optim.optimizer.eps == 1e-9
+    assert base.optim.scheduler.warmup == 4000 and base.optim.scheduler.d_model == 512
+    assert base.optim.label_smoothing == 0.1 and base.data.vocab_size == 37000
+    tokens = base.data.max_tokens * base.trainer.accumulate_grad_batches
+    assert tokens == 25000 and base.trainer.max_steps == 100000
+    d = base.decode
+    assert (d.beam_size, d.length_penalty, d.alpha) == (4, "gnmt", 0.6)
+    assert (d.max_len_a, d.max_len_b) == (50, 1.0)
+    assert base.checkpoint.keep_last == 5
+    big = compose_train("experiment=transformer_big")
+    assert (big.model.d_model, big.model.nhead, big.model.dim_feedforward) == (1024, 16, 4096)
+    assert big.model.dropout == 0.3 and big.trainer.max_steps == 300000
+    assert big.checkpoint.keep_last == 20 and big.optim.scheduler.d_model == 1024
+
+
+def test_demo_presets_follow_the_model():
+    assert compose_train().model.hidden_size == 256  # the default run: 2x256 LSTM
+    small = compose_train("model=transformer").model
+    assert (small.d_model, small.num_encoder_layers, small.norm_first) == (256, 2, True)
+    assert compose_train("model=transformer", "model.d_model=64").model.d_model == 64
+
+
+@pytest.mark.parametrize("name", ["evaluate", "translate", "decode_speed", "average"])
 def test_entry_point_configs_compose(name):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        if name == "average":
+            assert compose(name, overrides=["run=x"]).last == 5
+            return
         cfg = compose(name, overrides=["ckpt=x.ckpt", "decode=beam"])
     assert cfg.decode.beam_size == 5

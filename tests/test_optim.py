@@ -1,6 +1,9 @@
+import math
+
+import pytest
 import torch
 
-from seq2seq.optim import halving
+from seq2seq.optim import halving, inverse_sqrt
 
 
 def test_halving_after_five_epochs_every_half_epoch():
@@ -15,3 +18,30 @@ def test_halving_after_five_epochs_every_half_epoch():
     assert abs(lrs[50] - 0.35) < 1e-9 and abs(lrs[54] - 0.35) < 1e-9
     assert abs(lrs[55] - 0.175) < 1e-9
     assert abs(lrs[75] - 0.7 / 2**6) < 1e-9  # at 7.5 epochs: halved 6 times
+
+
+def lrs_of(sched, opt, steps):
+    out = []
+    for _ in range(steps):
+        out.append(opt.param_groups[0]["lr"])  # the rate the next update uses
+        opt.step()
+        sched.step()
+    return out
+
+
+def test_inverse_sqrt_is_the_papers_formula():
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1.0, betas=(0.9, 0.98))
+    lrs = lrs_of(inverse_sqrt(opt, warmup=4000, d_model=512), opt, 20000)
+    for step in (1, 100, 3999, 4000, 4001, 10000, 20000):  # the paper counts updates from 1
+        paper = 512**-0.5 * min(step**-0.5, step * 4000**-1.5)
+        assert math.isclose(lrs[step - 1], paper, rel_tol=1e-9), step
+    assert max(lrs) == lrs[3999] and math.isclose(max(lrs), 6.9877e-4, rel_tol=1e-4)
+
+
+def test_inverse_sqrt_peak_form():
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=5e-4)
+    lrs = lrs_of(inverse_sqrt(opt, warmup=100), opt, 400)
+    assert math.isclose(lrs[0], 5e-6) and math.isclose(lrs[99], 5e-4)
+    assert math.isclose(lrs[399], 5e-4 * 0.5)  # four times the warm-up: half the peak
+    with pytest.raises(ValueError, match="warmup=0"):
+        inverse_sqrt(opt, warmup=0)
