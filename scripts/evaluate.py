@@ -17,10 +17,13 @@ def main(cfg: DictConfig) -> None:
     except UserError as e:
         sys.exit(f"error: {e}")
     print(
-        f"{r['split']}: BLEU {r['bleu']:.2f} chrF {r['chrf']:.2f} | {r['sentences']} sentences, "
+        f"{r['split']}: BLEU {r['bleu']:.2f} chrF {r['chrf']:.2f} TER {r['ter']:.2f} | "
+        f"{r['sentences']} sentences, "
         f"beam {r['decode']['beam_size']}, {r['decode_seconds']:.1f}s | {r['hyp_path']}"
     )
     print(f"BLEU signature: {r['bleu_signature']}")
+    if "tokenised_bleu" in r:
+        print(f"tokenised BLEU {r['tokenised_bleu']:.2f} ({r['tokenised_bleu_note']})")
 
 
 if __name__ == "__main__":

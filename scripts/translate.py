@@ -5,7 +5,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from seq2seq.checkpoint import load_checkpoint
+from seq2seq.checkpoint import load_models
 from seq2seq.errors import UserError
 from seq2seq.evaluate import decode_kwargs, pick_device
 from seq2seq.translate import translate_stream
@@ -14,7 +14,7 @@ from seq2seq.translate import translate_stream
 @hydra.main(version_base="1.3", config_path="../conf", config_name="translate")
 def main(cfg: DictConfig) -> None:
     try:
-        loaded = load_checkpoint(cfg.ckpt, pick_device(cfg.device))
+        loaded = load_models(cfg.ckpt, pick_device(cfg.device))
     except UserError as e:
         sys.exit(f"error: {e}")
     for line in translate_stream(

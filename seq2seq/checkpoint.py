@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import re
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from hydra.utils import instantiate
 from torch import nn
 
 from seq2seq.data.tokenizer import Tokenizer
+from seq2seq.ensemble import Ensemble
 from seq2seq.errors import UserError
 
 
@@ -23,8 +25,8 @@ class Loaded:
     path: Path
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loaded:
-    """Load a checkpoint written by training (safely: tensors and plain types only)."""
+def read_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict:
+    """A seq2seq checkpoint as a dict, read safely (tensors and plain types only)."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise UserError(f"ckpt={path}: no such file")
@@ -40,6 +42,13 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
         raise UserError(f"ckpt={path}: not a readable checkpoint (truncated or corrupt?)") from None
     if not isinstance(ckpt, dict) or "seq2seq" not in ckpt:
         raise UserError(f"ckpt={path}: not a seq2seq checkpoint (no 'seq2seq' entry)")
+    return ckpt
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loaded:
+    """Load a checkpoint written by training (or averaging): model, tokenizer, data settings."""
+    path = Path(path).expanduser()
+    ckpt = read_checkpoint(path, device)
     meta = ckpt["seq2seq"]
     model = instantiate(meta["model"])
     prefix = "model."
@@ -52,3 +61,84 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
         data=meta["data"],
         path=path,
     )
+
+
+def same_tokenizer(a: dict, b: dict, side: str | None = None) -> bool:
+    """Whether two checkpoints' tokenizer states are identical (one side, or both)."""
+    sides = [side] if side else sorted(a.keys() | b.keys())
+    return all(k in a and k in b and torch.equal(a[k], b[k]) for k in sides)
+
+
+def load_models(paths: str | Path | list, device: str | torch.device = "cpu") -> Loaded:
+    """One checkpoint, or a list of them loaded as an `Ensemble` (same vocabularies required;
+    members trained on the other source direction read a flipped source)."""
+    if isinstance(paths, (str, Path)):
+        return load_checkpoint(paths, device)
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise UserError("ckpt=[]: no checkpoints given")
+    members = [load_checkpoint(p, device) for p in paths]
+    first = members[0]
+    for m in members[1:]:
+        for side in ("tgt", "src"):
+            if not same_tokenizer(m.tokenizer.state_dict(), first.tokenizer.state_dict(), side):
+                raise UserError(
+                    f"ckpt={m.path}: its {side} vocabulary differs from {first.path}'s; "
+                    "ensemble members must share their vocabularies"
+                )
+    reverse = first.data["reverse_source"]
+    flip = [m.data["reverse_source"] != reverse for m in members]
+    model = Ensemble([m.model for m in members], flip).eval()
+    return Loaded(model=model, tokenizer=first.tokenizer, data=first.data, path=first.path)
+
+
+def last_checkpoints(run_dir: str | Path, n: int) -> list[Path]:
+    """The `n` latest periodic checkpoints of a run (`checkpoint.keep_last`), oldest first."""
+    folder = Path(run_dir).expanduser() / "checkpoints"
+    found = sorted(folder.glob("step=*.ckpt"))  # zero-padded steps: name order is step order
+    if len(found) < n:
+        raise UserError(
+            f"run={run_dir}: asked for the last {n} checkpoints, {folder} has {len(found)} "
+            "(train with checkpoint.keep_last=N)"
+        )
+    return found[-n:]
+
+
+def average_checkpoints(paths: list[Path]) -> dict:
+    """One checkpoint whose weights are the element-wise mean of those in `paths`
+    (Vaswani et al. 2017, §6.1); metadata (tokenizer, data, model arguments) from the last."""
+    if not paths:
+        raise UserError("no checkpoints to average")
+    total: dict[str, torch.Tensor] = {}
+    first_meta = None
+    for path in paths:  # one at a time: memory stays at two copies of the weights
+        ckpt = read_checkpoint(path)
+        meta, state = ckpt["seq2seq"], ckpt["state_dict"]
+        if first_meta is None:
+            first_meta, dtypes = meta, {k: v.dtype for k, v in state.items()}
+            total = {k: v.double() if v.is_floating_point() else v for k, v in state.items()}
+            continue
+        if meta["model"] != first_meta["model"] or state.keys() != total.keys():
+            raise UserError(f"ckpt={path}: a different model from {paths[0]}; cannot average")
+        if not same_tokenizer(meta["tokenizer"], first_meta["tokenizer"]):
+            raise UserError(f"ckpt={path}: a different tokenizer from {paths[0]}; cannot average")
+        for k, v in state.items():
+            if v.is_floating_point():
+                total[k] += v.double()
+    averaged = {
+        k: (v / len(paths)).to(dtypes[k]) if v.is_floating_point() else v for k, v in total.items()
+    }
+    return {
+        "state_dict": averaged,
+        "seq2seq": {**meta, "averaged_from": [str(p) for p in paths]},
+    }
+
+
+def save_checkpoint(ckpt: dict, path: str | Path) -> Path:
+    """Write atomically: a crash mid-write never leaves a truncated file under `path`."""
+    path = Path(path).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(ckpt, tmp)
+    os.replace(tmp, path)
+    return path

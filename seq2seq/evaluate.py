@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -10,11 +11,20 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from seq2seq.checkpoint import Loaded, load_checkpoint
+from seq2seq.checkpoint import Loaded, load_models
 from seq2seq.data.sources import Source
 from seq2seq.errors import UserError
-from seq2seq.metrics import corpus_scores
-from seq2seq.translate import translate_texts
+from seq2seq.metrics import (
+    bleu_by_length,
+    bleu_by_rarity,
+    corpus_scores,
+    tokenised_bleu,
+    word_ranks,
+)
+from seq2seq.report import bucket_table, plot_buckets, write_nbest
+from seq2seq.translate import translate_nbest
+
+log = logging.getLogger(__name__)
 
 
 def pick_device(device: str) -> str:
@@ -24,8 +34,14 @@ def pick_device(device: str) -> str:
     return device
 
 
+def checkpoint_names(ckpt: object) -> str | list[str]:
+    """`ckpt=` as given: one path, or the list of an ensemble's members."""
+    return str(ckpt) if isinstance(ckpt, str) else [str(p) for p in ckpt]
+
+
 def decode_kwargs(decode: DictConfig) -> dict:
-    return {k: decode[k] for k in ("beam_size", "max_len_a", "max_len_b", "length_norm")}
+    """The `decode` config group as keyword arguments of `search.generate`."""
+    return OmegaConf.to_container(decode, resolve=True)
 
 
 def eval_source(cfg: DictConfig, loaded: Loaded) -> Source:
@@ -43,30 +59,65 @@ def eval_source(cfg: DictConfig, loaded: Loaded) -> Source:
 
 
 def evaluate(cfg: DictConfig, out_dir: str | Path) -> dict:
-    """Translate `cfg.split`, write `<split>.hyp` and `<split>.json` into out_dir, return scores."""
+    """Translate `cfg.split` and score it; writes into out_dir `<split>.hyp`, `<split>.json`
+    and, as configured, `<split>.nbest`, `<split>.buckets.md` and `<split>.png`."""
     out_dir = Path(out_dir)
-    loaded = load_checkpoint(cfg.ckpt, pick_device(cfg.device))
-    pairs = eval_source(cfg, loaded).pairs(cfg.split)
+    loaded = load_models(cfg.ckpt, pick_device(cfg.device))
+    source = eval_source(cfg, loaded)
+    pairs = source.pairs(cfg.split)
+    srcs, refs = [s for s, _ in pairs], [t for _, t in pairs]
     start = time.perf_counter()
-    hyps = translate_texts(
+    nbest = translate_nbest(
         loaded.model,
         loaded.tokenizer,
-        [s for s, _ in pairs],
+        srcs,
         reverse_source=loaded.data["reverse_source"],
         max_tokens=cfg.max_tokens,
         **decode_kwargs(cfg.decode),
     )
     seconds = time.perf_counter() - start
+    hyps = [t[0].text if t else "" for t in nbest]
     result = {
-        "ckpt": str(loaded.path),
+        "ckpt": checkpoint_names(cfg.ckpt),
         "split": cfg.split,
         "sentences": len(pairs),
         "decode": OmegaConf.to_container(cfg.decode, resolve=True),
-        **corpus_scores(hyps, [t for _, t in pairs]),
+        **corpus_scores(hyps, refs),
         "decode_seconds": round(seconds, 2),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
+    stem = out_dir / cfg.split
+    if cfg.decode.get("nbest", 1) > 1:
+        write_nbest(stem.with_suffix(".nbest"), nbest)
+    report = cfg.get("report") or {}
+    if report.get("tokenised_bleu"):
+        result["tokenised_bleu"] = tokenised_bleu(hyps, refs, loaded.data["tgt"])
+        result["tokenised_bleu_note"] = "multi-bleu style: Moses tokenizer -a, not sacreBLEU"
+    if report.get("by_length"):
+        result["by_length"] = bleu_by_length(srcs, hyps, refs)
+        result["by_rarity"] = _by_rarity(source, loaded.data, srcs, hyps, refs,
+                                         report.get("rank_sentences"))  # fmt: skip
+        tables = bucket_table(result["by_length"], "source words")
+        if result["by_rarity"]:
+            tables += "\n" + bucket_table(result["by_rarity"], "avg. word rank", "{:.0f}")
+        (out_dir / f"{cfg.split}.buckets.md").write_text(tables)
+        title = f"{cfg.split}: BLEU {result['bleu']:.2f} ({len(pairs)} sentences)"
+        plot_buckets(result["by_length"], result["by_rarity"], stem.with_suffix(".png"), title)
     (out_dir / f"{cfg.split}.hyp").write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
     (out_dir / f"{cfg.split}.json").write_text(json.dumps(result, indent=2) + "\n")
     result["hyp_path"] = str(out_dir / f"{cfg.split}.hyp")
     return result
+
+
+def _by_rarity(
+    source: Source, data: dict, srcs: list[str], hyps: list[str], refs: list[str],
+    limit: int | None,
+) -> list[dict] | None:  # fmt: skip
+    """BLEU by average word rank, ranks counted on the training split's sources."""
+    try:
+        train = source.pairs(data.get("train_split", "train"))
+    except UserError as e:
+        log.warning("no BLEU by word rarity: %s", e)
+        return None
+    ranks = word_ranks(s for s, _ in train[:limit])
+    return bleu_by_rarity(srcs, hyps, refs, ranks)

@@ -3,13 +3,63 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 
 from seq2seq.data.batching import BucketBatchSampler, collate
 from seq2seq.data.datamodule import encode_sources
 from seq2seq.data.tokenizer import Tokenizer
-from seq2seq.search import generate
+from seq2seq.errors import UserError
+from seq2seq.search import beam_search, generate
+
+
+@dataclass
+class Translation:
+    text: str
+    score: float  # length-normalised, as the search ranked it
+    logprob: float  # sum of token log-probabilities, EOS included
+
+
+def translate_nbest(
+    model: nn.Module,
+    tokenizer: Tokenizer,
+    texts: list[str],
+    reverse_source: bool,
+    max_tokens: int = 4000,
+    nbest: int = 1,
+    **decode: Any,
+) -> list[list[Translation]]:
+    """The `nbest` best translations of every text, best first; an empty text gets [].
+
+    A decoding batch holds at most `max_tokens` source tokens times beams (one over-long
+    sentence still gets a batch of its own), which bounds the search's memory.
+    """
+    beam = decode.get("beam_size", 1)
+    if beam < 1:
+        raise UserError(f"decode.beam_size={beam}: must be at least 1")
+    if nbest > beam:
+        raise UserError(f"decode.nbest={nbest} needs decode.beam_size >= {nbest} (is {beam})")
+    out: list[list[Translation]] = [[] for _ in texts]
+    todo = [i for i, t in enumerate(texts) if t.strip()]
+    if not todo:
+        return out
+    data = encode_sources(tokenizer, [texts[i] for i in todo], reverse_source)
+    lengths = data.lengths()
+    budget = max(max_tokens // beam, max(lengths))
+    device = next(model.parameters()).device
+    for batch_idx in BucketBatchSampler(lengths, max_tokens=budget, shuffle=False):
+        batch = collate([data[i] for i in batch_idx])
+        src, src_lens = batch["src"].to(device), batch["src_lens"].to(device)
+        if nbest == 1:
+            hyps = [[h] for h in generate(model, src, src_lens, **decode)]
+        else:
+            hyps = beam_search(model, src, src_lens, nbest=nbest, **decode)
+        for i, sentence in zip(batch_idx, hyps):
+            texts_out = tokenizer.decode_tgt([h.tokens for h in sentence])
+            out[todo[i]] = [Translation(t, h.score, h.logprob) for t, h in zip(texts_out, sentence)]
+    return out
 
 
 def translate_texts(
@@ -17,35 +67,14 @@ def translate_texts(
     tokenizer: Tokenizer,
     texts: list[str],
     reverse_source: bool,
-    beam_size: int = 1,
-    max_len_a: int = 10,
-    max_len_b: float = 2.0,
-    length_norm: float = 0.0,
     max_tokens: int = 4000,
+    **decode: Any,
 ) -> list[str]:
-    """Translate `texts` in batches of <= `max_tokens` source tokens; empty lines stay empty."""
-    out = [""] * len(texts)
-    todo = [i for i, t in enumerate(texts) if t.strip()]
-    if not todo:
-        return out
-    data = encode_sources(tokenizer, [texts[i] for i in todo], reverse_source)
-    lengths = data.lengths()
-    budget = max(max_tokens, max(lengths))  # one over-long sentence still gets a batch of its own
-    device = next(model.parameters()).device
-    for batch_idx in BucketBatchSampler(lengths, max_tokens=budget, shuffle=False):
-        batch = collate([data[i] for i in batch_idx])
-        hyps = generate(
-            model,
-            batch["src"].to(device),
-            batch["src_lens"].to(device),
-            beam_size=beam_size,
-            max_len_a=max_len_a,
-            max_len_b=max_len_b,
-            length_norm=length_norm,
-        )
-        for i, text in zip(batch_idx, tokenizer.decode_tgt([h.tokens for h in hyps])):
-            out[todo[i]] = text
-    return out
+    """The best translation of every text ("" for an empty one); `decode` holds `generate`'s
+    options (beam_size, max_len_a, max_len_b, min_len, length_penalty, alpha)."""
+    decode.pop("nbest", None)
+    best = translate_nbest(model, tokenizer, texts, reverse_source, max_tokens, **decode)
+    return [t[0].text if t else "" for t in best]
 
 
 def translate_stream(lines: Iterable[str], chunk: int = 64, **kwargs: object) -> Iterator[str]:

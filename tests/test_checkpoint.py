@@ -1,10 +1,17 @@
+import pytest
 import pytorch_lightning as pl
 import torch
 
-from seq2seq.checkpoint import load_checkpoint
+from seq2seq.checkpoint import (
+    average_checkpoints,
+    last_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+)
 from seq2seq.data.datamodule import TranslationDataModule
 from seq2seq.data.sources import Demo
 from seq2seq.data.tokenizer import EOS
+from seq2seq.errors import UserError
 from seq2seq.module import TranslationModule
 from seq2seq.translate import translate_texts
 
@@ -67,3 +74,43 @@ def test_trainer_reshuffles_batches_every_epoch():
     dm, module, trainer = tiny_setup(200, hidden=8, max_epochs=2, callbacks=[Record()])
     trainer.fit(module, datamodule=dm)
     assert len(seen[0]) == len(seen[1]) > 5 and seen[0] != seen[1]
+
+
+def saved_pair(tmp_path):
+    """Two checkpoints of one run, three training steps apart."""
+    dm, module, trainer = tiny_setup(300, hidden=16, max_steps=3)
+    trainer.fit(module, datamodule=dm)
+    trainer.save_checkpoint(tmp_path / "a.ckpt")
+    more = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      limit_val_batches=0, max_steps=3)  # fmt: skip
+    more.fit(module, datamodule=dm)  # three more steps on the same weights
+    more.save_checkpoint(tmp_path / "b.ckpt")
+    return tmp_path / "a.ckpt", tmp_path / "b.ckpt"
+
+
+def test_averaging_is_the_mean_and_loads(tmp_path):
+    a, b = saved_pair(tmp_path)
+    same = average_checkpoints([a, a])
+    for k, v in torch.load(a, weights_only=True)["state_dict"].items():
+        assert torch.equal(same["state_dict"][k], v), k  # two copies: the same weights
+
+    out = save_checkpoint(average_checkpoints([a, b]), tmp_path / "avg" / "avg.ckpt")
+    assert not list(out.parent.glob("*.tmp"))
+    wa, wb = (load_checkpoint(p).model.state_dict() for p in (a, b))
+    averaged = load_checkpoint(out)
+    for k, v in averaged.model.state_dict().items():
+        torch.testing.assert_close(v, (wa[k] + wb[k]) / 2)
+    assert not torch.equal(wa["out.weight"], wb["out.weight"])  # the steps changed the weights
+    texts = ["The museum opens on Monday at 9:00 AM."]
+    assert translate_texts(averaged.model, averaged.tokenizer, texts, True, beam_size=2)
+
+
+def test_averaging_refuses_different_models(tmp_path):
+    a, _ = saved_pair(tmp_path)
+    dm, module, trainer = tiny_setup(300, hidden=24, max_steps=1)
+    trainer.fit(module, datamodule=dm)
+    trainer.save_checkpoint(tmp_path / "other.ckpt")
+    with pytest.raises(UserError, match="other.ckpt: a different model"):
+        average_checkpoints([a, tmp_path / "other.ckpt"])
+    with pytest.raises(UserError, match="asked for the last 3 checkpoints"):
+        last_checkpoints(tmp_path, 3)

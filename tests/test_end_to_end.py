@@ -23,7 +23,7 @@ TINY = [  # ~15 s on 2 cores; enough to produce non-empty (if poor) translations
 ]
 
 
-def run(script, *args, stdin=None):
+def run(script, *args, stdin=None, ok=True):
     proc = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / script), *args],
         input=stdin,
@@ -32,8 +32,13 @@ def run(script, *args, stdin=None):
         cwd=ROOT,
         timeout=300,
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (proc.returncode == 0) == ok, proc.stderr[-3000:]
     return proc
+
+
+def error_of(script, *args):
+    """The stderr of a script that must fail, stripped."""
+    return run(script, *args, ok=False).stderr.strip()
 
 
 @pytest.fixture(scope="module")
@@ -114,13 +119,7 @@ def test_bad_checkpoint_is_one_line_error(tmp_path, content, message):
         bad.write_bytes(content)
     else:
         torch.save(content, bad)
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "evaluate.py"), f"ckpt={bad}",
-         f"hydra.run.dir={tmp_path}"],
-        capture_output=True, text=True, cwd=ROOT, timeout=120,
-    )  # fmt: skip
-    assert proc.returncode != 0
-    lines = proc.stderr.strip().splitlines()
+    lines = error_of("evaluate.py", f"ckpt={bad}", f"hydra.run.dir={tmp_path}").splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: ckpt={bad}: {message}")
 
 
@@ -137,10 +136,133 @@ def test_evaluate_on_other_data(trained, tmp_path):
     assert json.loads((out / "news.json").read_text())["sentences"] == 2
     assert len((out / "news.hyp").read_text(encoding="utf-8").splitlines()) == 2
 
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "evaluate.py"), ckpt, "data=text_files",
-         f"data.dir={data_dir}", "data.tgt=de", "split=news", f"hydra.run.dir={out}"],
-        capture_output=True, text=True, cwd=ROOT, timeout=120,
-    )  # fmt: skip
-    assert proc.returncode != 0
-    assert proc.stderr.strip().startswith("error: data.tgt=de but")
+    error = error_of("evaluate.py", ckpt, "data=text_files", f"data.dir={data_dir}",
+                     "data.tgt=de", "split=news", f"hydra.run.dir={out}")  # fmt: skip
+    assert error.startswith("error: data.tgt=de but")
+
+
+TINY_TRANSFORMER = [  # model=transformer on the demo corpus, with two checkpoints to average
+    "model=transformer",
+    "data.num_train=1000",
+    "data.vocab_size=300",
+    "data.batch_size=32",
+    "model.d_model=32",
+    "model.nhead=2",
+    "model.dim_feedforward=64",
+    "optim.optimizer.lr=0.005",
+    "trainer.max_epochs=2",
+    "trainer.enable_progress_bar=false",
+    "checkpoint.keep_last=2",
+]
+
+
+@pytest.fixture(scope="module")
+def transformer_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("transformer")
+    run("train.py", *TINY_TRANSFORMER, f"hydra.run.dir={run_dir}")
+    return run_dir
+
+
+def test_transformer_train_average_evaluate_translate(transformer_run, tmp_path):
+    run_dir = transformer_run
+    config = (run_dir / "config.yaml").read_text()
+    assert "TransformerSeq2Seq" in config and "share_embeddings: true" in config
+    kept = sorted(p.name for p in (run_dir / "checkpoints").glob("*.ckpt"))
+    assert len(kept) == 2 and kept[0].startswith("step=")
+
+    proc = run("average_checkpoints.py", f"run={run_dir}", "last=2")
+    averaged = run_dir / "averaged_last2.ckpt"
+    assert proc.stdout.strip() == f"averaged 2 checkpoints ({kept[0]} .. {kept[1]}) -> {averaged}"
+    meta = torch.load(averaged, weights_only=True)["seq2seq"]
+    assert [p.rsplit("/", 1)[-1] for p in meta["averaged_from"]] == kept
+
+    out = tmp_path / "eval"
+    proc = run("evaluate.py", f"ckpt={averaged}", "split=test", "decode=transformer",
+               f"hydra.run.dir={out}")  # fmt: skip
+    result = json.loads((out / "test.json").read_text())
+    assert result["decode"]["length_penalty"] == "gnmt" and result["decode"]["beam_size"] == 4
+    assert proc.stdout.startswith("test: BLEU ") and 0 <= result["bleu"] <= 100
+    proc = run("translate.py", f"ckpt={averaged}", "decode=transformer",
+               stdin="The museum opens on Monday at 9:00 AM.\n")  # fmt: skip
+    assert len(proc.stdout.splitlines()) == 1
+
+
+def test_average_checkpoints_needs_a_source(tmp_path):
+    assert error_of("average_checkpoints.py", f"run={tmp_path}") == (
+        f"error: run={tmp_path}: asked for the last 5 checkpoints, {tmp_path / 'checkpoints'} "
+        "has 0 (train with checkpoint.keep_last=N)"
+    )
+
+
+def test_decode_speed_table(transformer_run):
+    proc = run("decode_speed.py", f"ckpt={transformer_run / 'best.ckpt'}", "limit=16",
+               "forced_length=12", "per_sentence_limit=4", "beams=[1,3]")  # fmt: skip
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0].startswith("test, ") and lines[1].split() == [
+        "beam",
+        "output",
+        "batched",
+        "per_sentence",
+        "recompute",
+    ]
+    assert [line.split()[:2] for line in lines[2:]] == [
+        ["1", "natural"],
+        ["1", "forced"],
+        ["3", "natural"],
+        ["3", "forced"],
+    ]
+    for line in lines[2:]:  # batching and the cache change the speed, never the output
+        assert line.count("(100.0%)") == 3, line
+
+
+def test_ensemble_nbest_and_report(trained, tmp_path):
+    run_dir, _ = trained
+    best, last = run_dir / "best.ckpt", run_dir / "last.ckpt"
+    single, copies = tmp_path / "single", tmp_path / "copies"
+    run("evaluate.py", f"ckpt={best}", "split=test", f"hydra.run.dir={single}")
+    run("evaluate.py", f"ckpt=[{best},{best}]", "split=test", f"hydra.run.dir={copies}")
+    one = json.loads((single / "test.json").read_text())
+    two = json.loads((copies / "test.json").read_text())
+    assert two["ckpt"] == [str(best), str(best)] and two["bleu"] == pytest.approx(one["bleu"])
+
+    out = tmp_path / "ensemble"
+    proc = run("evaluate.py", f"ckpt=[{best},{last}]", "split=test", "decode=beam",
+               "decode.beam_size=3", "decode.nbest=3", f"hydra.run.dir={out}")  # fmt: skip
+    assert "tokenised BLEU" in proc.stdout and "TER" in proc.stdout
+    result = json.loads((out / "test.json").read_text())
+    assert {"ter", "ter_signature", "tokenised_bleu", "by_length", "by_rarity"} <= result.keys()
+    assert sum(r["sentences"] for r in result["by_length"]) == 500
+    assert sum(r["sentences"] for r in result["by_rarity"]) == 500
+    assert (out / "test.png").stat().st_size > 1000 and (out / "test.buckets.md").is_file()
+    nbest = (out / "test.nbest").read_text(encoding="utf-8").splitlines()
+    hyps = (out / "test.hyp").read_text(encoding="utf-8").splitlines()
+    firsts = {}
+    for line in nbest:
+        i, hyp, features, score = line.split(" ||| ")
+        assert features.startswith("model= ")
+        firsts.setdefault(int(i), hyp)
+    assert len(nbest) <= 1500 and all(hyps[i] == h for i, h in firsts.items())
+
+    proc = run("translate.py", f"ckpt=[{best},{last}]", stdin="Hello.\n")
+    assert len(proc.stdout.splitlines()) == 1
+
+
+def test_ensemble_members_must_share_vocabularies(trained, transformer_run, tmp_path):
+    lstm, transformer = trained[0] / "best.ckpt", transformer_run / "best.ckpt"
+    error = error_of("evaluate.py", f"ckpt=[{lstm},{transformer}]", f"hydra.run.dir={tmp_path}")
+    assert error == (
+        f"error: ckpt={transformer}: its tgt vocabulary differs from {lstm}'s; "
+        "ensemble members must share their vocabularies"
+    )
+
+
+def test_score_script_rescores_an_nbest_list(trained, tmp_path):
+    run_dir, _ = trained
+    ckpt = f"ckpt={run_dir / 'best.ckpt'}"
+    (tmp_path / "src").write_text("Hello.\nThe museum opens on Monday.\n")
+    (tmp_path / "nbest").write_text("0 ||| Bonjour. ||| lm= -1 ||| -1\n"
+                                    "1 ||| Le musée ouvre lundi. ||| lm= -1 ||| -2\n"
+                                    "1 ||| Lundi. ||| lm= -1 ||| -30\n")  # fmt: skip
+    proc = run("score.py", ckpt, f"src={tmp_path / 'src'}", f"nbest={tmp_path / 'nbest'}",
+               "rescore=true")  # fmt: skip
+    assert proc.stdout.splitlines() == ["Bonjour.", "Le musée ouvre lundi."]

@@ -1,0 +1,121 @@
+"""Forced decoding: a model's log-probability of given translations, and n-best rescoring.
+
+Sutskever et al. 2014, §3.6 / Table 2: "we used the LSTM to rescore the publicly available
+1000-best lists of the SMT baseline ... by taking an even average of their log probability and
+the LSTM's score". N-best files use the Moses format `id ||| hypothesis ||| features ||| score`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from seq2seq.data.batching import BucketBatchSampler, collate
+from seq2seq.data.datamodule import EncodedPairs, encode_sources
+from seq2seq.data.sources import read_lines
+from seq2seq.data.tokenizer import PAD, Tokenizer
+from seq2seq.errors import UserError
+
+
+@dataclass
+class NBestEntry:
+    id: int
+    hyp: str
+    features: str
+    score: float
+
+
+@torch.no_grad()
+def score_pairs(
+    model: nn.Module,
+    tokenizer: Tokenizer,
+    srcs: list[str],
+    tgts: list[str],
+    reverse_source: bool,
+    max_tokens: int = 8000,
+) -> list[float]:
+    """log p(tgt | src) for every pair: teacher-forced log-probabilities summed over the target
+    tokens, EOS included (the quantity beam search ranks by with length_penalty=none)."""
+    if len(srcs) != len(tgts):
+        raise UserError(f"{len(srcs)} sources but {len(tgts)} targets to score")
+    data = EncodedPairs(encode_sources(tokenizer, srcs, reverse_source).src,
+                        tokenizer.encode_tgt(tgts))  # fmt: skip
+    lengths = data.lengths()
+    budget = max(max_tokens, max(lengths, default=1))
+    device = next(model.parameters()).device
+    out = [0.0] * len(srcs)
+    for batch_idx in BucketBatchSampler(lengths, max_tokens=budget, shuffle=False):
+        batch = collate([data[i] for i in batch_idx])
+        logits = model(batch["src"].to(device), batch["src_lens"].to(device),
+                       batch["tgt_in"].to(device))  # fmt: skip
+        tgt_out = batch["tgt_out"].to(device)
+        lp = logits.float().log_softmax(-1).gather(-1, tgt_out.unsqueeze(-1)).squeeze(-1)
+        sums = lp.masked_fill(tgt_out == PAD, 0.0).sum(1)  # (B,)
+        for i, s in zip(batch_idx, sums.tolist()):
+            out[i] = s
+    return out
+
+
+def read_nbest(path: str | Path) -> list[NBestEntry]:
+    """Entries of a Moses n-best file, in file order."""
+    entries = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, start=1):
+            fields = [x.strip() for x in line.rstrip("\n").split("|||")]
+            if len(fields) < 4:
+                raise UserError(f"{path}:{n}: expected 'id ||| hypothesis ||| features ||| score'")
+            try:
+                entries.append(NBestEntry(int(fields[0]), fields[1], fields[2], float(fields[3])))
+            except ValueError:
+                raise UserError(
+                    f"{path}:{n}: the id must be an integer and the score a number"
+                ) from None
+    return entries
+
+
+def rescore(entries: list[NBestEntry], model_scores: list[float], weight: float = 0.5) -> dict:
+    """{id: best entry} by (1 - weight) * given score + weight * model log-probability
+    (weight 0.5: the paper's even average)."""
+    best: dict[int, tuple[float, NBestEntry]] = {}
+    for entry, model_score in zip(entries, model_scores):
+        combined = (1 - weight) * entry.score + weight * model_score
+        if entry.id not in best or combined > best[entry.id][0]:
+            best[entry.id] = (combined, entry)
+    return {i: e for i, (_, e) in best.items()}
+
+
+def score_lines(
+    model: nn.Module,
+    tokenizer: Tokenizer,
+    reverse: bool,
+    src: str,
+    tgt: str | None = None,
+    nbest: str | None = None,
+    rescore_weight: float | None = None,
+    max_tokens: int = 8000,
+) -> list[str]:
+    """What `scripts/score.py` prints: one log-probability per (src, tgt) line; or the n-best
+    entries with a `seq2seq=` feature added; or, rescoring, the best hypothesis per source."""
+    if (tgt is None) == (nbest is None):
+        raise UserError("give tgt=FILE (a translation per source line) or nbest=FILE")
+    srcs = read_lines(Path(src))
+    if tgt is not None:
+        tgts = read_lines(Path(tgt))
+        if len(tgts) != len(srcs):
+            raise UserError(f"{tgt} has {len(tgts)} lines but {src} has {len(srcs)}")
+        return [f"{s:.6f}" for s in score_pairs(model, tokenizer, srcs, tgts, reverse, max_tokens)]
+    entries = read_nbest(nbest)
+    bad = next((e.id for e in entries if not 0 <= e.id < len(srcs)), None)
+    if bad is not None:
+        raise UserError(f"{nbest}: id {bad} but {src} has {len(srcs)} lines (ids count from 0)")
+    pair_srcs = [srcs[e.id] for e in entries]
+    scores = score_pairs(model, tokenizer, pair_srcs, [e.hyp for e in entries], reverse,
+                         max_tokens)  # fmt: skip
+    if rescore_weight is None:
+        return [f"{e.id} ||| {e.hyp} ||| {e.features} seq2seq= {s:.6f} ||| {e.score:.6f}"
+                for e, s in zip(entries, scores)]  # fmt: skip
+    best = rescore(entries, scores, rescore_weight)
+    return [best[i].hyp if i in best else "" for i in range(len(srcs))]
