@@ -23,7 +23,6 @@ def main(cfg: DictConfig) -> None:
         model=loaded.model,
         tokenizer=loaded.tokenizer,
         reverse_source=loaded.data["reverse_source"],
-        max_tokens=cfg.max_tokens,
         **decode_kwargs(cfg.decode),
     ):
         print(line, flush=True)

@@ -41,8 +41,7 @@ def decode_speed(cfg: DictConfig) -> list[dict]:
     models = {"batched": loaded.model}
     if isinstance(loaded.model, TransformerSeq2Seq) and cfg.recompute:
         models["recompute"] = RecomputePrefix(loaded.model)
-    common = dict(tokenizer=loaded.tokenizer, reverse_source=loaded.data["reverse_source"],
-                  max_tokens=cfg.max_tokens)  # fmt: skip
+    common = dict(tokenizer=loaded.tokenizer, reverse_source=loaded.data["reverse_source"])
     rows = []
     with torch.inference_mode():
         for beam in cfg.beams:

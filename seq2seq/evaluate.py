@@ -72,7 +72,6 @@ def evaluate(cfg: DictConfig, out_dir: str | Path) -> dict:
         loaded.tokenizer,
         srcs,
         reverse_source=loaded.data["reverse_source"],
-        max_tokens=cfg.max_tokens,
         **decode_kwargs(cfg.decode),
     )
     seconds = time.perf_counter() - start
@@ -86,9 +85,12 @@ def evaluate(cfg: DictConfig, out_dir: str | Path) -> dict:
         "decode_seconds": round(seconds, 2),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = out_dir / cfg.split
+
+    def out(ext: str) -> Path:
+        return out_dir / f"{cfg.split}.{ext}"
+
     if cfg.decode.get("nbest", 1) > 1:
-        write_nbest(stem.with_suffix(".nbest"), nbest)
+        write_nbest(out("nbest"), nbest)
     report = cfg.get("report") or {}
     if report.get("tokenised_bleu"):
         result["tokenised_bleu"] = tokenised_bleu(hyps, refs, loaded.data["tgt"])
@@ -100,12 +102,12 @@ def evaluate(cfg: DictConfig, out_dir: str | Path) -> dict:
         tables = bucket_table(result["by_length"], "source words")
         if result["by_rarity"]:
             tables += "\n" + bucket_table(result["by_rarity"], "avg. word rank", "{:.0f}")
-        (out_dir / f"{cfg.split}.buckets.md").write_text(tables)
+        out("buckets.md").write_text(tables)
         title = f"{cfg.split}: BLEU {result['bleu']:.2f} ({len(pairs)} sentences)"
-        plot_buckets(result["by_length"], result["by_rarity"], stem.with_suffix(".png"), title)
-    (out_dir / f"{cfg.split}.hyp").write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
-    (out_dir / f"{cfg.split}.json").write_text(json.dumps(result, indent=2) + "\n")
-    result["hyp_path"] = str(out_dir / f"{cfg.split}.hyp")
+        plot_buckets(result["by_length"], result["by_rarity"], out("png"), title)
+    out("hyp").write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
+    out("json").write_text(json.dumps(result, indent=2) + "\n")
+    result["hyp_path"] = str(out("hyp"))
     return result
 
 

@@ -37,9 +37,11 @@ def _precision(precision: str | int, accelerator: str) -> str | int:
 
 
 def validation_decode(decode: DictConfig) -> dict:
-    """The search options validation BLEU uses: the `decode` group without output options."""
+    """The search options validation BLEU uses: the `decode` group without the output and
+    batching options of evaluate/translate (validation batches follow data.valid_max_tokens)."""
     options = OmegaConf.to_container(decode, resolve=True)
-    options.pop("nbest", None)
+    for key in ("nbest", "max_tokens"):
+        options.pop(key, None)
     return options
 
 
