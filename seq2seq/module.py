@@ -14,6 +14,7 @@ from hydra.utils import instantiate
 from torch import Tensor, nn
 
 from seq2seq.data.tokenizer import PAD, Tokenizer
+from seq2seq.errors import UserError
 from seq2seq.metrics import corpus_bleu
 from seq2seq.search import generate
 
@@ -46,10 +47,14 @@ class TranslationModule(pl.LightningModule):
         label_smoothing: float = 0.0,
         loss_per: str = "token",
         val_decode: dict | None = None,
+        nonfinite: str = "stop",
     ) -> None:
         super().__init__()
         if loss_per not in ("token", "sentence"):
             raise ValueError(f"optim.loss_per={loss_per!r}: use 'token' or 'sentence'")
+        if nonfinite not in ("stop", "skip"):
+            raise ValueError(f"optim.nonfinite={nonfinite!r}: use 'stop' or 'skip'")
+        self.nonfinite, self.skipped = nonfinite, 0
         self.model_config, self.data_config = model_config, data_config
         self.model: nn.Module = instantiate(model_config)
         self.tokenizer = tokenizer
@@ -64,9 +69,11 @@ class TranslationModule(pl.LightningModule):
     def forward(self, src: Tensor, src_lens: Tensor, tgt_in: Tensor) -> Tensor:
         return self.model(src, src_lens, tgt_in)
 
-    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor | None:
         logits = self.model(batch["src"], batch["src_lens"], batch["tgt_in"])
         loss, nll = token_losses(logits, batch["tgt_out"], self.label_smoothing)
+        if not torch.isfinite(loss):
+            return self._nonfinite("loss", float(loss))  # None: Lightning skips the update
         ntokens = batch["ntokens"]
         denom = ntokens if self.loss_per == "token" else batch["src"].size(0)
         token_nll = nll.detach() / ntokens
@@ -78,6 +85,30 @@ class TranslationModule(pl.LightningModule):
             self.log("train/tok_s", ntokens / (now - self._tick), prog_bar=True)
         self._tick = now
         return loss / denom
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        if self.trainer.precision == "16-mixed" or not grads:
+            return  # fp16's loss scaler skips non-finite steps itself
+        norm = torch.nn.utils.get_total_norm(grads)
+        if not torch.isfinite(norm):
+            self._nonfinite("gradient norm", float(norm))
+            for p in self.parameters():  # Adam and SGD leave parameters without .grad untouched
+                p.grad = None
+
+    def _nonfinite(self, what: str, value: float) -> None:
+        """Divergence guard: stop with the step named, or skip the update and count it."""
+        step = self.trainer.global_step
+        if self.nonfinite == "stop":
+            raise UserError(
+                f"training diverged: {what} is {value} at step {step} (epoch "
+                f"{self.current_epoch}); the checkpoints written so far are kept. Lower "
+                "optim.optimizer.lr, or set optim.nonfinite=skip to skip such updates"
+            )
+        self.skipped += 1
+        log.warning("skipped the update at step %d: %s is %s (%d skipped)", step, what, value,
+                    self.skipped)  # fmt: skip
+        self.log("train/skipped", float(self.skipped))
 
     def on_train_epoch_start(self) -> None:
         self._tick = None

@@ -84,6 +84,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
         scheduler=instantiate(optim.scheduler) if optim.scheduler else None,
         label_smoothing=optim.label_smoothing,
         loss_per=optim.loss_per,
+        nonfinite=optim.nonfinite,
         val_decode=validation_decode(cfg.decode),
     )
     n_params = sum(p.numel() for p in module.model.parameters())

@@ -2,9 +2,13 @@
 
 from pathlib import Path
 
+import pytorch_lightning as pl
 import torch
 
+from seq2seq.data.datamodule import TranslationDataModule
+from seq2seq.data.sources import Demo
 from seq2seq.models.lstm import LSTMSeq2Seq
+from seq2seq.module import TranslationModule
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "conf"
@@ -27,3 +31,32 @@ def random_batch(vocab=11, lens=(5, 3, 7, 1), seed=0):
     for i, n in enumerate(lens):
         src[i, :n] = torch.randint(4, vocab, (n,), generator=g)
     return src, torch.tensor(lens)
+
+
+def tiny_setup(num_train, hidden, **trainer_args):
+    """A demo datamodule, a small LSTM module, and a quiet Trainer without validation."""
+    pl.seed_everything(0)
+    dm = TranslationDataModule(Demo(num_train=num_train), vocab_size=200, batch_size=16)
+    tokenizer = dm.prepare_tokenizer()
+    model_config = {
+        "_target_": "seq2seq.models.lstm.LSTMSeq2Seq",
+        "src_vocab_size": tokenizer.src_vocab_size,
+        "tgt_vocab_size": tokenizer.tgt_vocab_size,
+        "num_layers": 2,
+        "hidden_size": hidden,
+        "embed_dim": 16,
+    }
+    module = TranslationModule(
+        model_config,
+        tokenizer,
+        {"reverse_source": True, "src": "en", "tgt": "fr"},
+        optimizer=lambda params: torch.optim.Adam(params, lr=1e-2),
+    )
+    trainer = pl.Trainer(
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        limit_val_batches=0,
+        **trainer_args,
+    )
+    return dm, module, trainer

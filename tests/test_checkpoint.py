@@ -8,41 +8,10 @@ from seq2seq.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from seq2seq.data.datamodule import TranslationDataModule
-from seq2seq.data.sources import Demo
 from seq2seq.data.tokenizer import EOS
 from seq2seq.errors import UserError
-from seq2seq.module import TranslationModule
 from seq2seq.translate import translate_texts
-
-
-def tiny_setup(num_train, hidden, **trainer_args):
-    """A demo datamodule, a small LSTM module, and a quiet Trainer without validation."""
-    pl.seed_everything(0)
-    dm = TranslationDataModule(Demo(num_train=num_train), vocab_size=200, batch_size=16)
-    tokenizer = dm.prepare_tokenizer()
-    model_config = {
-        "_target_": "seq2seq.models.lstm.LSTMSeq2Seq",
-        "src_vocab_size": tokenizer.src_vocab_size,
-        "tgt_vocab_size": tokenizer.tgt_vocab_size,
-        "num_layers": 2,
-        "hidden_size": hidden,
-        "embed_dim": 16,
-    }
-    module = TranslationModule(
-        model_config,
-        tokenizer,
-        {"reverse_source": True, "src": "en", "tgt": "fr"},
-        optimizer=lambda params: torch.optim.Adam(params, lr=1e-2),
-    )
-    trainer = pl.Trainer(
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        limit_val_batches=0,
-        **trainer_args,
-    )
-    return dm, module, trainer
+from tests.helpers import tiny_setup
 
 
 def test_checkpoint_round_trip_gives_identical_translations(tmp_path):
