@@ -55,6 +55,8 @@ class TranslationModule(pl.LightningModule):
         if nonfinite not in ("stop", "skip"):
             raise ValueError(f"optim.nonfinite={nonfinite!r}: use 'stop' or 'skip'")
         self.nonfinite, self.skipped = nonfinite, 0
+        self._epoch_batches = 0  # batches consumed in this epoch: where a resumed run goes on
+        self._resume_rng: Tensor | None = None
         self.model_config, self.data_config = model_config, data_config
         self.model: nn.Module = instantiate(model_config)
         self.tokenizer = tokenizer
@@ -70,6 +72,7 @@ class TranslationModule(pl.LightningModule):
         return self.model(src, src_lens, tgt_in)
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor | None:
+        self._epoch_batches += 1
         logits = self.model(batch["src"], batch["src_lens"], batch["tgt_in"])
         loss, nll = token_losses(logits, batch["tgt_out"], self.label_smoothing)
         if not torch.isfinite(loss):
@@ -110,11 +113,15 @@ class TranslationModule(pl.LightningModule):
                     self.skipped)  # fmt: skip
         self.log("train/skipped", float(self.skipped))
 
+    def _batch_sampler(self) -> object:
+        return getattr(self.trainer.train_dataloader, "batch_sampler", None)
+
     def on_train_epoch_start(self) -> None:
+        self._epoch_batches = 0
         self._tick = None
         # Lightning only forwards set_epoch to samplers, not to a batch sampler: reshuffle here
         # (this runs before the epoch's iterator is created; resumed runs get the right epoch).
-        batch_sampler = getattr(self.trainer.train_dataloader, "batch_sampler", None)
+        batch_sampler = self._batch_sampler()
         if hasattr(batch_sampler, "set_epoch"):
             batch_sampler.set_epoch(self.current_epoch)
 
@@ -165,3 +172,29 @@ class TranslationModule(pl.LightningModule):
             "data": self.data_config,
             "val_decode": self.val_decode,
         }
+        # Where training stands inside the epoch, and the RNG (dropout), for exact resumption.
+        checkpoint["seq2seq_resume"] = {
+            "epoch": self.current_epoch,
+            "batches": self._epoch_batches,
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        resume = checkpoint.get("seq2seq_resume")
+        if resume:
+            # Lightning restores the loop counters, not the data position, and does not call
+            # on_train_epoch_start mid-epoch: the datamodule's next sampler continues the epoch.
+            self._epoch_batches = resume["batches"]
+            self._resume_rng = resume["torch_rng"]
+            datamodule = self.trainer.datamodule
+            if hasattr(datamodule, "resume_at"):
+                datamodule.resume_at = (resume["epoch"], resume["batches"])
+                log.info("resuming epoch %d after its first %d batches", *datamodule.resume_at)
+
+    def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
+        # Restored only now: creating the epoch's data iterator draws from the RNG, which the
+        # uninterrupted run did at the start of the epoch, before the checkpoint.
+        if self._resume_rng is not None:
+            torch.set_rng_state(self._resume_rng)
+            self._resume_rng = None
+            self.trainer.datamodule.resume_at = None  # the epoch's iterator exists: done

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
+from seq2seq.checkpoint import read_checkpoint
 from seq2seq.data.datamodule import build_datamodule
 from seq2seq.errors import UserError
 from seq2seq.module import TranslationModule
@@ -66,6 +67,28 @@ def periodic_checkpoints(cfg: DictConfig, run_dir: Path) -> list[ModelCheckpoint
     ]
 
 
+def resume_from(resume: str | None, run_dir: Path) -> str | None:
+    """The checkpoint to continue from: `resume=auto` takes the newest readable one of the run
+    (last.ckpt or a periodic one), skipping truncated or corrupt files; a path is checked."""
+    if not resume:
+        return None
+    if resume != "auto":
+        read_checkpoint(resume)  # a clear error for a missing or corrupt file
+        return str(resume)
+    found = [run_dir / "last.ckpt", *(run_dir / "checkpoints").glob("step=*.ckpt")]
+    for path in sorted((p for p in found if p.is_file()), key=lambda p: p.stat().st_mtime,
+                       reverse=True):  # fmt: skip
+        try:
+            read_checkpoint(path)
+        except UserError as e:
+            log.warning("resume=auto: skipping %s (%s)", path, e)
+            continue
+        log.info("resume=auto: continuing from %s", path)
+        return str(path)
+    log.info("resume=auto: no checkpoint in %s yet, starting afresh", run_dir)
+    return None
+
+
 def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     """Train as configured; tokenizer, checkpoints and logs go to `run_dir`. Returns a summary."""
     run_dir = Path(run_dir)
@@ -100,18 +123,21 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
         auto_insert_metric_name=False,
     )
     callbacks = [checkpoints, *periodic_checkpoints(cfg.checkpoint, run_dir)]
+    ckpt_path = resume_from(cfg.get("resume"), run_dir)
+    # A resumed run logs to logs/resume<N>/ so the interrupted run's metrics.csv is kept.
+    log_version = f"resume{len(list(run_dir.glob('logs/resume*'))) + 1}" if ckpt_path else ""
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer_cfg["precision"] = _precision(trainer_cfg["precision"], trainer_cfg["accelerator"])
     trainer: pl.Trainer = instantiate(
         trainer_cfg,
         callbacks=callbacks,
         logger=[
-            CSVLogger(run_dir, name="logs", version=""),
+            CSVLogger(run_dir, name="logs", version=log_version),
             TensorBoardLogger(run_dir, name="tb", version=""),
         ],
         default_root_dir=str(run_dir),
     )
-    trainer.fit(module, datamodule=datamodule)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
 
     best = checkpoints.best_model_score
     summary = {

@@ -41,9 +41,14 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.batch_size, self.max_tokens = batch_size, max_tokens
         self.shuffle, self.seed, self.epoch = shuffle, seed, 0
         self.num_replicas, self.rank = num_replicas, rank
+        self.skip = 0  # batches of this epoch already trained on (resuming mid-epoch)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def resume(self, epoch: int, done: int) -> None:
+        """Continue `epoch` after its first `done` batches (of this rank), once."""
+        self.epoch, self.skip = epoch, done
 
     def batches(self) -> list[list[int]]:
         """All batches of this epoch, before sharding."""
@@ -74,7 +79,8 @@ class BucketBatchSampler(Sampler[list[int]]):
         # Equal batch counts on every rank (DDP steps in lockstep): wrap around to pad.
         per_rank = -(-len(batches) // self.num_replicas)
         padded = batches + batches[: per_rank * self.num_replicas - len(batches)]
-        return iter(padded[self.rank :: self.num_replicas])
+        skip, self.skip = self.skip, 0
+        return iter(padded[self.rank :: self.num_replicas][skip:])
 
     def __len__(self) -> int:
         return -(-len(self.batches()) // self.num_replicas)

@@ -90,6 +90,7 @@ class TranslationDataModule(pl.LightningDataModule):
             joint_vocab,
         )
         self.reverse_source = reverse_source
+        self.resume_at: tuple[int, int] | None = None  # (epoch, batches done): set on resume
         self.batch_size, self.max_tokens, self.valid_max_tokens = (
             batch_size,
             max_tokens,
@@ -145,6 +146,8 @@ class TranslationDataModule(pl.LightningDataModule):
             num_replicas=trainer.world_size if trainer else 1,
             rank=trainer.global_rank if trainer else 0,
         )
+        if self.resume_at is not None and self.resume_at[1] < len(sampler):
+            sampler.resume(*self.resume_at)  # mid-epoch checkpoint: continue that epoch
         return self._loader(self.train_data, sampler)
 
     def val_dataloader(self) -> DataLoader:
