@@ -67,6 +67,19 @@ def periodic_checkpoints(cfg: DictConfig, run_dir: Path) -> list[ModelCheckpoint
     ]
 
 
+class SaveOnSigterm(pl.Callback):
+    """SLURM sends SIGTERM before pre-empting a job: finish the batch, write `last.ckpt`
+    (Lightning then stops the run); the resubmitted job continues with `resume=auto`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
+        if trainer.received_sigterm:
+            trainer.save_checkpoint(self.path)
+            log.warning("SIGTERM: saved %s; rerun with resume=auto to continue", self.path)
+
+
 def resume_from(resume: str | None, run_dir: Path) -> str | None:
     """The checkpoint to continue from: `resume=auto` takes the newest readable one of the run
     (last.ckpt or a periodic one), skipping truncated or corrupt files; a path is checked."""
@@ -122,7 +135,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
         save_last=True,
         auto_insert_metric_name=False,
     )
-    callbacks = [checkpoints, *periodic_checkpoints(cfg.checkpoint, run_dir)]
+    callbacks = [checkpoints, *periodic_checkpoints(cfg.checkpoint, run_dir),
+                 SaveOnSigterm(run_dir / "last.ckpt")]  # fmt: skip
     ckpt_path = resume_from(cfg.get("resume"), run_dir)
     # A resumed run logs to logs/resume<N>/ so the interrupted run's metrics.csv is kept.
     log_version = f"resume{len(list(run_dir.glob('logs/resume*'))) + 1}" if ckpt_path else ""

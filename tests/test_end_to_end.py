@@ -275,28 +275,50 @@ RESUMABLE = [*(a for a in TINY[:-3] if "dropout" not in a), "model.dropout=0.2",
              "checkpoint.keep_last=100", "checkpoint.every_n_steps=20"]  # fmt: skip
 
 
-def test_killed_run_resumes_to_the_same_weights(tmp_path):
-    """SIGKILL mid-epoch, corrupt the newest checkpoint, `resume=auto`: the final weights equal
-    an uninterrupted run's (same data order mid-epoch, optimizer, schedule, RNG)."""
-    full, killed = tmp_path / "full", tmp_path / "killed"
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    full = tmp_path_factory.mktemp("full")
     run("train.py", *RESUMABLE, f"hydra.run.dir={full}")
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "scripts" / "train.py"), *RESUMABLE, f"hydra.run.dir={killed}"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    target = killed / "checkpoints" / "step=00000100.ckpt"  # epoch 2 starts near step 63
+    return torch.load(full / "last.ckpt", weights_only=True)
+
+
+def start_and_stop(run_dir, at_step, sig):
+    """Start training into run_dir and send `sig` once checkpoint `at_step` exists."""
+    command = [sys.executable, str(ROOT / "scripts" / "train.py"), *RESUMABLE]
+    proc = subprocess.Popen([*command, f"hydra.run.dir={run_dir}"], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    target = run_dir / "checkpoints" / f"step={at_step:08d}.ckpt"
     deadline = time.time() + 240
     while not target.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert target.exists() and not (killed / "checkpoints" / "step=00000120.ckpt").exists()
-    target.write_bytes(b"truncated")  # the newest checkpoint is unreadable: fall back
-    proc = run("train.py", *RESUMABLE, f"hydra.run.dir={killed}", "resume=auto")
-    a = torch.load(full / "last.ckpt", weights_only=True)
-    b = torch.load(killed / "last.ckpt", weights_only=True)
+    proc.send_signal(sig)
+    proc.wait(timeout=120)
+    assert target.exists() and not (run_dir / "checkpoints" / "step=00000120.ckpt").exists()
+    return target
+
+
+def same_weights(a, b):
     assert a["global_step"] == b["global_step"] > 100
     for k, v in a["state_dict"].items():
         assert torch.equal(v, b["state_dict"][k]), k
+
+
+def test_killed_run_resumes_to_the_same_weights(uninterrupted, tmp_path):
+    """SIGKILL mid-epoch, corrupt the newest checkpoint, `resume=auto`: the final weights equal
+    an uninterrupted run's (same data order mid-epoch, optimizer, schedule, RNG)."""
+    killed = tmp_path / "killed"
+    newest = start_and_stop(killed, 100, signal.SIGKILL)  # epoch 2 starts near step 63
+    newest.write_bytes(b"truncated")  # the newest checkpoint is unreadable: fall back
+    run("train.py", *RESUMABLE, f"hydra.run.dir={killed}", "resume=auto")
+    same_weights(uninterrupted, torch.load(killed / "last.ckpt", weights_only=True))
     assert (killed / "logs" / "metrics.csv").is_file()  # the interrupted run's log is kept
     assert (killed / "logs" / "resume1" / "metrics.csv").is_file()
+
+
+def test_sigterm_saves_a_checkpoint_to_resume_from(uninterrupted, tmp_path):
+    stopped = tmp_path / "stopped"
+    start_and_stop(stopped, 80, signal.SIGTERM)
+    at_stop = torch.load(stopped / "last.ckpt", weights_only=True)
+    assert at_stop["global_step"] > 80  # written on SIGTERM, after the periodic one at 80
+    run("train.py", *RESUMABLE, f"hydra.run.dir={stopped}", "resume=auto")
+    same_weights(uninterrupted, torch.load(stopped / "last.ckpt", weights_only=True))
