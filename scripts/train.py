@@ -17,6 +17,8 @@ def main(cfg: DictConfig) -> None:
         summary = train(cfg, HydraConfig.get().runtime.output_dir)
     except UserError as e:
         sys.exit(f"error: {e}")
+    if summary["rank"] != 0:
+        return  # under DDP one summary is enough
     bleu = summary["best_val_bleu"]
     logging.getLogger("seq2seq").info("summary: %s", summary)
     print(

@@ -162,5 +162,6 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
         "parameters": n_params,
+        "rank": trainer.global_rank,
     }
     return summary

@@ -9,6 +9,9 @@ import time
 import pytest
 import torch
 
+from seq2seq.data.batching import BucketBatchSampler
+from seq2seq.data.datamodule import TranslationDataModule
+from seq2seq.data.sources import Demo
 from tests.helpers import ROOT
 
 TINY = [  # ~15 s on 2 cores; enough to produce non-empty (if poor) translations
@@ -322,3 +325,20 @@ def test_sigterm_saves_a_checkpoint_to_resume_from(uninterrupted, tmp_path):
     assert at_stop["global_step"] > 80  # written on SIGTERM, after the periodic one at 80
     run("train.py", *RESUMABLE, f"hydra.run.dir={stopped}", "resume=auto")
     same_weights(uninterrupted, torch.load(stopped / "last.ckpt", weights_only=True))
+
+
+def test_ddp_on_two_cpu_processes(tmp_path):
+    """A real 2-process DDP run (gloo) through the entry point: each rank takes half of the
+    length-bucketed batches (disjoint shards, see test_batching), one summary, one checkpoint."""
+    args = ["trainer=ddp_cpu", "data.num_train=1000", "data.vocab_size=300",
+            "data.batch_size=32", "model.hidden_size=32", "model.embed_dim=32",
+            "trainer.max_epochs=1", "trainer.enable_progress_bar=false"]  # fmt: skip
+    proc = run("train.py", *args, f"hydra.run.dir={tmp_path}")
+    assert proc.stdout.count("best val BLEU") == 1  # rank 0 alone prints the summary
+    assert (tmp_path / "train_ddp_process_1.log").is_file()  # the second process ran
+    dm = TranslationDataModule(Demo(num_train=1000), vocab_size=300, batch_size=32)
+    dm.prepare_tokenizer()
+    dm.setup("fit")
+    batches = len(BucketBatchSampler(dm.train_data.lengths(), batch_size=32))
+    ckpt = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == -(-batches // 2)  # half the batches each, in lockstep
