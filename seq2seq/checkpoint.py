@@ -30,7 +30,7 @@ def read_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
     if not path.is_file():
         raise UserError(f"ckpt={path}: no such file")
     try:
-        ckpt = torch.load(path, map_location=device, weights_only=True)
+        ckpt = torch.load(path, map_location=device, weights_only=True, mmap=True)
     except Exception as e:  # the unpickler fails in many ways on truncated or foreign bytes
         unsafe = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
         if unsafe:

@@ -55,7 +55,7 @@ class TranslationModule(pl.LightningModule):
         if nonfinite not in ("stop", "skip"):
             raise ValueError(f"optim.nonfinite={nonfinite!r}: use 'stop' or 'skip'")
         self.nonfinite, self.skipped = nonfinite, 0
-        self._epoch_batches = 0  # batches consumed in this epoch: where a resumed run goes on
+        self._loss: Tensor | None = None  # the last training loss, read only when it diverged
         self._resume_rng: Tensor | None = None
         self.model_config, self.data_config = model_config, data_config
         self.model: nn.Module = instantiate(model_config)
@@ -71,12 +71,10 @@ class TranslationModule(pl.LightningModule):
     def forward(self, src: Tensor, src_lens: Tensor, tgt_in: Tensor) -> Tensor:
         return self.model(src, src_lens, tgt_in)
 
-    def training_step(self, batch: dict, batch_idx: int) -> Tensor | None:
-        self._epoch_batches += 1
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         logits = self.model(batch["src"], batch["src_lens"], batch["tgt_in"])
         loss, nll = token_losses(logits, batch["tgt_out"], self.label_smoothing)
-        if not torch.isfinite(loss):
-            return self._nonfinite("loss", float(loss))  # None: Lightning skips the update
+        self._loss = loss.detach()
         ntokens = batch["ntokens"]
         denom = ntokens if self.loss_per == "token" else batch["src"].size(0)
         token_nll = nll.detach() / ntokens
@@ -89,15 +87,31 @@ class TranslationModule(pl.LightningModule):
         self._tick = now
         return loss / denom
 
-    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """One pass over the gradients: their global norm clips them (if asked) and feeds the
+        divergence guard (a NaN loss shows up here too, as a NaN gradient norm)."""
         grads = [p.grad for p in self.parameters() if p.grad is not None]
-        if self.trainer.precision == "16-mixed" or not grads:
-            return  # fp16's loss scaler skips non-finite steps itself
+        if not grads:
+            return
+        if gradient_clip_val and gradient_clip_algorithm != "norm":
+            self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
         norm = torch.nn.utils.get_total_norm(grads)
-        if not torch.isfinite(norm):
-            self._nonfinite("gradient norm", float(norm))
+        if self.trainer.precision != "16-mixed" and not torch.isfinite(norm):
+            # fp16's loss scaler skips non-finite steps itself, so only other precisions get here
+            loss = float(self._loss) if self._loss is not None else float("nan")
+            if math.isfinite(loss):
+                self._nonfinite("gradient norm", float(norm))
+            else:
+                self._nonfinite("loss", loss)
             for p in self.parameters():  # Adam and SGD leave parameters without .grad untouched
                 p.grad = None
+        elif gradient_clip_val and gradient_clip_algorithm == "norm":
+            torch.nn.utils.clip_grads_with_norm_(grads, gradient_clip_val, norm)
 
     def _nonfinite(self, what: str, value: float) -> None:
         """Divergence guard: stop with the step named, or skip the update and count it."""
@@ -113,15 +127,11 @@ class TranslationModule(pl.LightningModule):
                     self.skipped)  # fmt: skip
         self.log("train/skipped", float(self.skipped))
 
-    def _batch_sampler(self) -> object:
-        return getattr(self.trainer.train_dataloader, "batch_sampler", None)
-
     def on_train_epoch_start(self) -> None:
-        self._epoch_batches = 0
         self._tick = None
         # Lightning only forwards set_epoch to samplers, not to a batch sampler: reshuffle here
         # (this runs before the epoch's iterator is created; resumed runs get the right epoch).
-        batch_sampler = self._batch_sampler()
+        batch_sampler = getattr(self.trainer.train_dataloader, "batch_sampler", None)
         if hasattr(batch_sampler, "set_epoch"):
             batch_sampler.set_epoch(self.current_epoch)
 
@@ -172,24 +182,21 @@ class TranslationModule(pl.LightningModule):
             "data": self.data_config,
             "val_decode": self.val_decode,
         }
-        # Where training stands inside the epoch, and the RNG (dropout), for exact resumption.
-        checkpoint["seq2seq_resume"] = {
-            "epoch": self.current_epoch,
-            "batches": self._epoch_batches,
-            "torch_rng": torch.get_rng_state(),
-        }
+        # The RNG (dropout) for exact resumption; Lightning saves where the epoch stands.
+        checkpoint["seq2seq_resume"] = {"torch_rng": torch.get_rng_state()}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         resume = checkpoint.get("seq2seq_resume")
         if resume:
-            # Lightning restores the loop counters, not the data position, and does not call
-            # on_train_epoch_start mid-epoch: the datamodule's next sampler continues the epoch.
-            self._epoch_batches = resume["batches"]
             self._resume_rng = resume["torch_rng"]
-            datamodule = self.trainer.datamodule
-            if hasattr(datamodule, "resume_at"):
-                datamodule.resume_at = (resume["epoch"], resume["batches"])
-                log.info("resuming epoch %d after its first %d batches", *datamodule.resume_at)
+        # Lightning restores its loop counters, not the data position, and does not call
+        # on_train_epoch_start mid-epoch: the datamodule's next sampler continues the epoch.
+        progress = checkpoint.get("loops", {}).get("fit_loop", {})
+        done = progress.get("epoch_loop.batch_progress", {}).get("current", {}).get("processed")
+        datamodule = self.trainer.datamodule
+        if done and hasattr(datamodule, "resume_at"):
+            datamodule.resume_at = (checkpoint["epoch"], done)
+            log.info("resuming epoch %d after its first %d batches", *datamodule.resume_at)
 
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
         # Restored only now: creating the epoch's data iterator draws from the RNG, which the
@@ -197,4 +204,5 @@ class TranslationModule(pl.LightningModule):
         if self._resume_rng is not None:
             torch.set_rng_state(self._resume_rng)
             self._resume_rng = None
+        if getattr(self.trainer.datamodule, "resume_at", None) is not None:
             self.trainer.datamodule.resume_at = None  # the epoch's iterator exists: done

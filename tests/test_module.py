@@ -54,7 +54,7 @@ def test_nonfinite_loss_can_skip_the_update():
     dm, module, trainer = tiny_setup(300, hidden=8, max_steps=6, callbacks=[Poison(2, True)])
     module.nonfinite = "skip"
     trainer.fit(module, datamodule=dm)
-    assert module.skipped == 1 and trainer.global_step == 6  # one batch skipped, not one step
+    assert module.skipped == 1 and trainer.global_step == 6  # the skipped update still counts
     assert all(torch.isfinite(p).all() for p in module.parameters())
 
 

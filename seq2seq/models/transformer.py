@@ -49,8 +49,8 @@ def attend(
 ) -> Tensor:
     """Scaled dot-product attention (§3.2.1) through PyTorch's fused kernels."""
     if q.device.type == "cpu" and q.dtype == torch.bfloat16:
-        # On CPU, PyTorch's flash kernel is slower than the plain math path for bf16 at NMT
-        # lengths (forward+backward 2.4x slower at 20 tokens, measured); GPUs keep fused kernels.
+        # On CPU, PyTorch's flash kernel was slower than the plain math path for bf16 at NMT
+        # lengths (forward+backward, a one-off check); GPUs keep their fused kernels.
         with sdpa_kernel(SDPBackend.MATH):
             return F.scaled_dot_product_attention(q, k, v, attn_mask, dropout, is_causal)
     return F.scaled_dot_product_attention(q, k, v, attn_mask, dropout, is_causal)
