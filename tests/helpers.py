@@ -16,10 +16,12 @@ SCRIPTS = ROOT / "scripts"
 MULTI30K = ROOT.parent / "shared" / "data" / "multi30k"
 
 
-def tiny_lstm(src_vocab=11, tgt_vocab=13, layers=2, hidden=32, seed=0) -> LSTMSeq2Seq:
-    """A small random LSTM with peaked output distributions, so searches face real choices."""
+def tiny_lstm(src_vocab=11, tgt_vocab=13, layers=2, hidden=32, seed=0, **options) -> LSTMSeq2Seq:
+    """A small random LSTM with peaked output distributions, so searches face real choices.
+    `options`: the model's other arguments (`cell`, `residual`)."""
     torch.manual_seed(seed)
-    model = LSTMSeq2Seq(src_vocab, tgt_vocab, layers, hidden, 8, dropout=0.0, init_range=1.0)
+    model = LSTMSeq2Seq(src_vocab, tgt_vocab, layers, hidden, 8, dropout=0.0, init_range=1.0,
+                        **options)  # fmt: skip
     with torch.no_grad():
         model.out.weight.mul_(3.0)
     return model.eval()

@@ -1,10 +1,13 @@
+import pytest
 import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from torch import nn
 
 from seq2seq.data.tokenizer import BOS, PAD
 from seq2seq.models.interface import Seq2Seq, select
+from seq2seq.models.lstm import NoForgetLSTM, ResidualStack, recurrence
 from seq2seq.module import token_losses
 from tests.helpers import CONF, random_batch, tiny_lstm
 
@@ -30,8 +33,20 @@ def test_every_encoder_layer_seeds_its_decoder_layer():
         assert not torch.allclose(out, base)
 
 
-def test_step_by_step_decoding_reproduces_teacher_forcing():
-    model = tiny_lstm()
+# Every recurrence the model can be built with (README: "LSTM = ResNet rotated 90°").
+VARIANTS = [
+    {},
+    {"residual": True},
+    {"cell": "gru"},
+    {"cell": "rnn", "residual": True},
+    {"cell": "lstm_no_forget"},
+    {"cell": "lstm_no_forget", "residual": True},
+]
+
+
+@pytest.mark.parametrize("options", VARIANTS)
+def test_step_by_step_decoding_reproduces_teacher_forcing(options):
+    model = tiny_lstm(layers=3, **options)
     src, lens = random_batch()
     tgt_in = torch.randint(4, 13, (4, 6))
     tgt_in[:, 0] = BOS
@@ -51,8 +66,9 @@ def test_select_reorders_state_rows():
     torch.testing.assert_close(picked["c"][2], state["c"][0])
 
 
-def test_padding_never_changes_a_sentence_loss():
-    model = tiny_lstm()
+@pytest.mark.parametrize("options", VARIANTS)
+def test_padding_never_changes_a_sentence_loss(options):
+    model = tiny_lstm(**options)
     src, lens = random_batch(lens=(5, 2, 7))
     tgt_lens = [4, 6, 2]
     tgt = torch.full((3, 7), PAD)
@@ -87,3 +103,57 @@ def test_sutskever2014_has_384M_parameters():
         model = instantiate(cfg.model, src_vocab_size=160_000, tgt_vocab_size=80_000)
     n = sum(p.numel() for p in model.parameters())
     assert 383e6 < n < 385e6, n
+
+
+def test_state_holds_what_the_cell_has():
+    src, lens = random_batch()
+    assert set(tiny_lstm(layers=3, cell="gru").encode(src, lens)) == {"h"}
+    state = tiny_lstm(layers=3, cell="lstm_no_forget").encode(src, lens)
+    assert state["h"].shape == state["c"].shape == (4, 3, 32)
+
+
+def test_residual_stack_without_residuals_is_the_fused_lstm():
+    torch.manual_seed(0)
+    fused = nn.LSTM(8, 16, 3, batch_first=True)
+    stack = recurrence("lstm", 8, 16, 3, dropout=0.0, residual=False)
+    assert isinstance(stack, nn.LSTM)  # the fast path: one fused call
+    layers = [nn.LSTM(8 if i == 0 else 16, 16, 1, batch_first=True) for i in range(3)]
+    for i, layer in enumerate(layers):
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(layer, f"{name}_l0").data.copy_(getattr(fused, f"{name}_l{i}"))
+    x = torch.randn(2, 5, 8)
+    y_fused, (h_fused, c_fused) = fused(x)
+    y, (h, c) = ResidualStack(layers, dropout=0.0, residual=False)(x)
+    torch.testing.assert_close(y, y_fused)
+    torch.testing.assert_close(h, h_fused)
+    torch.testing.assert_close(c, c_fused)
+
+
+def test_residual_adds_each_stacked_layers_input():
+    torch.manual_seed(0)
+    stack = recurrence("gru", 8, 16, 3, dropout=0.0, residual=True)
+    x = torch.randn(2, 5, 8)
+    y0, _ = stack.layers[0](x)  # the first layer reads embeddings: no residual
+    y1 = stack.layers[1](y0)[0] + y0
+    y2 = stack.layers[2](y1)[0] + y1
+    torch.testing.assert_close(stack(x)[0], y2)
+
+
+def test_lstm_without_forget_gate_matches_a_hand_computed_step():
+    torch.manual_seed(0)
+    cell = NoForgetLSTM(3, 2)
+    x, h0, c0 = torch.randn(1, 1, 3), torch.randn(1, 1, 2), torch.randn(1, 1, 2)
+    W, b, U = cell.ih.weight, cell.ih.bias, cell.hh.weight  # rows: gates i, g, o
+    z = x[0, 0] @ W.T + b + h0[0, 0] @ U.T
+    i, g, o = torch.sigmoid(z[0:2]), torch.tanh(z[2:4]), torch.sigmoid(z[4:6])
+    c1 = c0[0, 0] + i * g  # c_t = c_{t-1} + i_t * g_t: nothing is forgotten
+    h1 = o * torch.tanh(c1)
+    y, (h, c) = cell(x, (h0, c0))
+    torch.testing.assert_close(c[0, 0], c1)
+    torch.testing.assert_close(h[0, 0], h1)
+    torch.testing.assert_close(y[0, 0], h1)
+
+
+def test_unknown_cell_is_a_clear_error():
+    with pytest.raises(ValueError, match="model.cell='lstmm': expected one of lstm, gru, rnn"):
+        tiny_lstm(cell="lstmm")

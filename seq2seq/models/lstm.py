@@ -7,15 +7,133 @@ hands over the whole state, where many toolkits pass only the top layer); a seco
 predicts the target with a softmax over the target vocabulary. No attention.
 Paper sizes (§3.4): 4 layers, 1000 cells, 1000-dim embeddings, 160k/80k vocabularies,
 uniform init in [-0.08, 0.08] -> 384M parameters.
+
+Two options beyond the paper, for the "LSTM = ResNet rotated 90°" analysis (README):
+`residual` adds each stacked layer's input to its output (GNMT, Wu et al. 2016), and `cell`
+swaps the recurrence: `gru`, `rnn` (tanh), or `lstm_no_forget`, the 1997 LSTM without a forget
+gate, whose cell update c_t = c_{t-1} + i_t * g_t is a pure residual stream through time.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from seq2seq.errors import UserError
 from seq2seq.models.interface import State
+
+Hidden = Tensor | tuple[Tensor, Tensor]  # nn.RNN/GRU: h; LSTMs: (h, c); each (L, B, H)
+
+
+class NoForgetLSTM(nn.Module):
+    """One layer of the 1997 LSTM (Hochreiter & Schmidhuber): input and output gates, no forget
+    gate, so c_t = c_{t-1} + i_t * g_t and h_t = o_t * tanh(c_t). Takes and returns what a
+    one-layer batch-first `nn.LSTM` does (tensor or packed input). FOR ANALYSIS ONLY: a Python
+    loop over time steps, several times slower than `nn.LSTM` (README: "LSTM = ResNet rotated")."""
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.ih = nn.Linear(input_size, 3 * hidden_size)  # gates i, g, o
+        self.hh = nn.Linear(hidden_size, 3 * hidden_size, bias=False)
+
+    def forward(
+        self, x: Tensor | PackedSequence, hx: tuple[Tensor, Tensor] | None = None
+    ) -> tuple[Tensor | PackedSequence, tuple[Tensor, Tensor]]:
+        packed = isinstance(x, PackedSequence)
+        if packed:
+            sequence = x
+            x, lens = pad_packed_sequence(x, batch_first=True)  # (B, T, E)
+            lens = lens.to(x.device)
+        else:
+            lens = torch.full((x.size(0),), x.size(1), device=x.device)
+        B, T, _ = x.shape
+        if hx is None:
+            h = c = x.new_zeros(B, self.hidden_size)
+        else:
+            h, c = hx[0][0], hx[1][0]  # (B, H): the one layer
+        xs = self.ih(x)  # (B, T, 3H): the input projection for all steps at once
+        ys = []
+        for t in range(T):
+            i, g, o = (xs[:, t] + self.hh(h)).chunk(3, dim=-1)
+            c_t = c + torch.sigmoid(i) * torch.tanh(g)  # no forget gate: a residual in time
+            h_t = torch.sigmoid(o) * torch.tanh(c_t)
+            running = (t < lens).unsqueeze(1)  # (B, 1): past its end a sentence keeps its state
+            h, c = torch.where(running, h_t, h), torch.where(running, c_t, c)
+            ys.append(h_t)
+        y = torch.stack(ys, dim=1)  # (B, T, H)
+        if packed:  # back to packed rows: at step t, the batch_sizes[t] longest sentences
+            order = sequence.sorted_indices
+            order = torch.arange(B) if order is None else order.cpu()
+            rows = [y[order[:n], t] for t, n in enumerate(sequence.batch_sizes.tolist())]
+            y = sequence._replace(data=torch.cat(rows))
+        return y, (h.unsqueeze(0), c.unsqueeze(0))
+
+
+CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+
+
+class ResidualStack(nn.Module):
+    """Stacked one-layer recurrences with nn.LSTM's call signature, optionally with residual
+    connections between layers: x_{l+1} = layer_l(dropout(x_l)) + x_l for every layer above the
+    first (GNMT; the first layer's input is the embedding, a different space)."""
+
+    def __init__(self, layers: list[nn.Module], dropout: float, residual: bool) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+        self.dropout = nn.Dropout(dropout)
+        self.residual = residual
+
+    def forward(
+        self, x: Tensor | PackedSequence, hx: Hidden | None = None
+    ) -> tuple[Tensor | PackedSequence, Hidden]:
+        finals = []
+        for i, layer in enumerate(self.layers):
+            layer_hx = None if hx is None else _layer(hx, i)
+            inp = x if i == 0 else _map(x, self.dropout)
+            y, final = layer(inp, layer_hx)
+            if self.residual and i > 0:
+                y = _map(y, lambda data, x=x: data + _data(x))
+            finals.append(final)
+            x = y
+        if isinstance(finals[0], tuple):
+            return x, (torch.cat([f[0] for f in finals]), torch.cat([f[1] for f in finals]))
+        return x, torch.cat(finals)
+
+
+def _layer(hx: Hidden, i: int) -> Hidden:
+    return (hx[0][i : i + 1], hx[1][i : i + 1]) if isinstance(hx, tuple) else hx[i : i + 1]
+
+
+def _data(x: Tensor | PackedSequence) -> Tensor:
+    return x.data if isinstance(x, PackedSequence) else x
+
+
+def _map(x: Tensor | PackedSequence, fn: Callable[[Tensor], Tensor]) -> Tensor | PackedSequence:
+    """Apply an elementwise `fn` to a tensor, or to a packed sequence's data (same layout)."""
+    return x._replace(data=fn(x.data)) if isinstance(x, PackedSequence) else fn(x)
+
+
+def recurrence(
+    cell: str, input_size: int, hidden_size: int, num_layers: int, dropout: float, residual: bool
+) -> nn.Module:
+    """A stacked recurrence with nn.LSTM's call signature: the fused multi-layer `nn.LSTM`/`GRU`/
+    `RNN` (cuDNN on GPU) when it can be, else a `ResidualStack` of one-layer recurrences."""
+    if cell not in (*CELLS, "lstm_no_forget"):
+        raise UserError(f"model.cell={cell!r}: expected one of {', '.join(CELLS)}, lstm_no_forget")
+    dropout = dropout if num_layers > 1 else 0.0
+    if cell in CELLS and not residual:
+        return CELLS[cell](input_size, hidden_size, num_layers, batch_first=True, dropout=dropout)
+    layers = [
+        NoForgetLSTM(size, hidden_size)
+        if cell == "lstm_no_forget"
+        else CELLS[cell](size, hidden_size, 1, batch_first=True)
+        for size in [input_size] + [hidden_size] * (num_layers - 1)
+    ]
+    return ResidualStack(layers, dropout, residual)
 
 
 class LSTMSeq2Seq(nn.Module):
@@ -29,16 +147,16 @@ class LSTMSeq2Seq(nn.Module):
         dropout: float = 0.0,
         init_range: float = 0.08,
         pad_id: int = 0,
+        cell: str = "lstm",
+        residual: bool = False,
     ) -> None:
         super().__init__()
         self.num_layers, self.hidden_size = num_layers, hidden_size
         self.src_embed = nn.Embedding(src_vocab_size, embed_dim, padding_idx=pad_id)
         self.tgt_embed = nn.Embedding(tgt_vocab_size, embed_dim, padding_idx=pad_id)
-        inter_layer = dropout if num_layers > 1 else 0.0
-        self.encoder = nn.LSTM(embed_dim, hidden_size, num_layers, batch_first=True,
-                               dropout=inter_layer)  # fmt: skip
-        self.decoder = nn.LSTM(embed_dim, hidden_size, num_layers, batch_first=True,
-                               dropout=inter_layer)  # fmt: skip
+        args = (cell, embed_dim, hidden_size, num_layers, dropout, residual)
+        self.encoder = recurrence(*args)
+        self.decoder = recurrence(*args)
         self.dropout = nn.Dropout(dropout)
         self.out = nn.Linear(hidden_size, tgt_vocab_size)
         # §3.4: "We initialized all of the LSTM's parameters with the uniform distribution
@@ -54,18 +172,18 @@ class LSTMSeq2Seq(nn.Module):
         # Packing makes each sentence's final state the one at its own last token, so padding
         # never changes a real sentence's result.
         packed = pack_padded_sequence(x, src_lens.cpu(), batch_first=True, enforce_sorted=False)
-        _, (h, c) = self.encoder(packed)  # (L, B, H) each
-        return {"h": h.transpose(0, 1), "c": c.transpose(0, 1)}  # batch-first: (B, L, H)
+        _, final = self.encoder(packed)
+        return _state(final)
 
     def _decode(self, tgt_in: Tensor, state: State) -> tuple[Tensor, State]:
         h0 = state["h"].transpose(0, 1).contiguous()  # (L, B, H)
-        c0 = state["c"].transpose(0, 1).contiguous()
-        y, (h, c) = self.decoder(self.dropout(self.tgt_embed(tgt_in)), (h0, c0))  # (B, T, H)
+        hx = (h0, state["c"].transpose(0, 1).contiguous()) if "c" in state else h0
+        y, final = self.decoder(self.dropout(self.tgt_embed(tgt_in)), hx)  # (B, T, H)
         logits = self.out(self.dropout(y))  # (B, T, V)
-        return logits, {"h": h.transpose(0, 1), "c": c.transpose(0, 1)}
+        return logits, _state(final)
 
     def forward(self, src: Tensor, src_lens: Tensor, tgt_in: Tensor) -> Tensor:
-        # The whole target in one nn.LSTM call; padding at the end of a target cannot reach
+        # The whole target in one recurrence call; padding at the end of a target cannot reach
         # its earlier positions, so no packing is needed on this side.
         logits, _ = self._decode(tgt_in, self.encode(src, src_lens))
         return logits
@@ -73,3 +191,10 @@ class LSTMSeq2Seq(nn.Module):
     def decode_step(self, prev: Tensor, state: State) -> tuple[Tensor, State]:
         logits, state = self._decode(prev.unsqueeze(1), state)  # (B, 1, V)
         return logits.squeeze(1).log_softmax(-1), state
+
+
+def _state(final: Hidden) -> State:
+    """Batch-first decoder state from a recurrence's final hidden state: h (and c), (B, L, H)."""
+    if isinstance(final, tuple):
+        return {"h": final[0].transpose(0, 1), "c": final[1].transpose(0, 1)}
+    return {"h": final.transpose(0, 1)}
