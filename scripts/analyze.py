@@ -1,12 +1,12 @@
 """The "LSTM = ResNet rotated 90°" analysis: `python scripts/analyze.py data_dir=... [part=...]`."""
 
-import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
 from seq2seq.analysis import depth, gradient_flow, recurrence_cost
+from seq2seq.cli import check_number_overrides, run, user_errors
 from seq2seq.errors import UserError
 
 
@@ -47,7 +47,8 @@ def report_recurrence(results: dict) -> None:
 def main(cfg: DictConfig) -> None:
     out = Path(cfg.out)
     parts = ("gradient_flow", "depth", "recurrence") if cfg.part == "all" else (cfg.part,)
-    try:
+    with user_errors():
+        check_number_overrides(cfg)
         for part in parts:
             if part == "gradient_flow":
                 report_gradient_flow(gradient_flow(cfg, out))
@@ -58,9 +59,7 @@ def main(cfg: DictConfig) -> None:
             else:
                 raise UserError(f"part={part!r}: expected all, gradient_flow, depth or recurrence")
             print(f"wrote {out / part}.png, .csv, .json")
-    except UserError as e:
-        sys.exit(f"error: {e}")
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -1,12 +1,12 @@
 """Average checkpoints: `python scripts/average_checkpoints.py run=RUN_DIR last=5` (or ckpts=)."""
 
-import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
 from seq2seq.checkpoint import average_checkpoints, last_checkpoints, save_checkpoint
+from seq2seq.cli import check_number_overrides, run, user_errors
 from seq2seq.errors import UserError
 
 
@@ -23,13 +23,12 @@ def paths_and_out(cfg: DictConfig) -> tuple[list[Path], Path]:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="average")
 def main(cfg: DictConfig) -> None:
-    try:
+    with user_errors():
+        check_number_overrides(cfg)
         paths, out = paths_and_out(cfg)
         save_checkpoint(average_checkpoints(paths), out)
-    except UserError as e:
-        sys.exit(f"error: {e}")
     print(f"averaged {len(paths)} checkpoints ({paths[0].name} .. {paths[-1].name}) -> {out}")
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -1,23 +1,20 @@
 """Decoding speed: batched vs one sentence at a time vs no cache (`decode_speed.py ckpt=...`)."""
 
-import sys
-
 import hydra
 import torch
 from omegaconf import DictConfig
 
+from seq2seq.cli import check_number_overrides, run, user_errors
 from seq2seq.decode_speed import decode_speed
-from seq2seq.errors import UserError
 
 VARIANTS = ("batched", "per_sentence", "recompute")
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="decode_speed")
 def main(cfg: DictConfig) -> None:
-    try:
+    with user_errors():
+        check_number_overrides(cfg)
         rows = decode_speed(cfg)
-    except UserError as e:
-        sys.exit(f"error: {e}")
     print(f"{cfg.split}, {torch.get_num_threads()} threads: sentences/s (same output as batched)")
     print(f"{'beam':>4}  {'output':<10}" + "".join(f"{v:>22}" for v in VARIANTS))
     for r in rows:
@@ -28,4 +25,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

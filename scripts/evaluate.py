@@ -1,21 +1,18 @@
 """Score a checkpoint: `python scripts/evaluate.py ckpt=PATH [split=test] [decode=beam]`."""
 
-import sys
-
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from seq2seq.errors import UserError
+from seq2seq.cli import check_number_overrides, run, user_errors
 from seq2seq.evaluate import evaluate
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    try:
+    with user_errors():
+        check_number_overrides(cfg)
         r = evaluate(cfg, HydraConfig.get().runtime.output_dir)
-    except UserError as e:
-        sys.exit(f"error: {e}")
     print(
         f"{r['split']}: BLEU {r['bleu']:.2f} chrF {r['chrf']:.2f} TER {r['ter']:.2f} | "
         f"{r['sentences']} sentences, "
@@ -27,4 +24,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -1,19 +1,18 @@
 """Score translations or rescore n-best lists: `python scripts/score.py ckpt=PATH src=F tgt=F`."""
 
-import sys
-
 import hydra
 from omegaconf import DictConfig
 
 from seq2seq.checkpoint import load_models
-from seq2seq.errors import UserError
+from seq2seq.cli import check_number_overrides, run, user_errors
 from seq2seq.evaluate import pick_device
 from seq2seq.score import score_lines
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="score")
 def main(cfg: DictConfig) -> None:
-    try:
+    with user_errors():
+        check_number_overrides(cfg)
         loaded = load_models(cfg.ckpt, pick_device(cfg.device))
         lines = score_lines(
             loaded.model,
@@ -25,11 +24,9 @@ def main(cfg: DictConfig) -> None:
             rescore_weight=cfg.weight if cfg.rescore else None,
             max_tokens=cfg.max_tokens,
         )
-    except UserError as e:
-        sys.exit(f"error: {e}")
     for line in lines:
         print(line)
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -1,22 +1,20 @@
 """Train a model: `python scripts/train.py [experiment=...] [group=option] [key=value]`."""
 
 import logging
-import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from seq2seq.errors import UserError
+from seq2seq.cli import check_number_overrides, run, user_errors
 from seq2seq.train import train
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> None:
-    try:
+    with user_errors():
+        check_number_overrides(cfg)
         summary = train(cfg, HydraConfig.get().runtime.output_dir)
-    except UserError as e:
-        sys.exit(f"error: {e}")
     if summary["rank"] != 0:
         return  # under DDP one summary is enough
     bleu = summary["best_val_bleu"]
@@ -29,4 +27,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

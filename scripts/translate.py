@@ -6,27 +6,26 @@ import hydra
 from omegaconf import DictConfig
 
 from seq2seq.checkpoint import load_models
-from seq2seq.errors import UserError
+from seq2seq.cli import check_number_overrides, run, user_errors
 from seq2seq.evaluate import decode_kwargs, pick_device
 from seq2seq.translate import translate_stream
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="translate")
 def main(cfg: DictConfig) -> None:
-    try:
+    with user_errors():
+        check_number_overrides(cfg)
         loaded = load_models(cfg.ckpt, pick_device(cfg.device))
-    except UserError as e:
-        sys.exit(f"error: {e}")
-    for line in translate_stream(
-        sys.stdin,
-        chunk=cfg.chunk,
-        model=loaded.model,
-        tokenizer=loaded.tokenizer,
-        reverse_source=loaded.data["reverse_source"],
-        **decode_kwargs(cfg.decode),
-    ):
-        print(line, flush=True)
+        for line in translate_stream(
+            sys.stdin,
+            chunk=cfg.chunk,
+            model=loaded.model,
+            tokenizer=loaded.tokenizer,
+            reverse_source=loaded.data["reverse_source"],
+            **decode_kwargs(cfg.decode),
+        ):
+            print(line, flush=True)
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from hydra.utils import instantiate
+from pytorch_lightning.plugins import TorchCheckpointIO
 from torch import nn
 
 from seq2seq.data.tokenizer import Tokenizer
@@ -24,23 +27,28 @@ class Loaded:
     path: Path
 
 
-def read_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict:
-    """A seq2seq checkpoint as a dict, read safely (tensors and plain types only)."""
+def read_checkpoint(
+    path: str | Path, device: str | torch.device = "cpu", key: str = "ckpt"
+) -> dict:
+    """A seq2seq checkpoint as a dict, read safely (tensors and plain types only); errors name
+    the path as `{key}=path`, the setting it came from."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise UserError(f"ckpt={path}: no such file")
+        raise UserError(f"{key}={path}: no such file")
     try:
         ckpt = torch.load(path, map_location=device, weights_only=True, mmap=True)
     except Exception as e:  # the unpickler fails in many ways on truncated or foreign bytes
         unsafe = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
         if unsafe:
             raise UserError(
-                f"ckpt={path}: refused, loading it would unpickle {unsafe.group(1)} "
+                f"{key}={path}: refused, loading it would unpickle {unsafe.group(1)} "
                 "(only tensors and plain types are loaded)"
             ) from None
-        raise UserError(f"ckpt={path}: not a readable checkpoint (truncated or corrupt?)") from None
+        raise UserError(
+            f"{key}={path}: not a readable checkpoint (truncated or corrupt?)"
+        ) from None
     if not isinstance(ckpt, dict) or "seq2seq" not in ckpt:
-        raise UserError(f"ckpt={path}: not a seq2seq checkpoint (no 'seq2seq' entry)")
+        raise UserError(f"{key}={path}: not a seq2seq checkpoint (no 'seq2seq' entry)")
     return ckpt
 
 
@@ -134,10 +142,36 @@ def average_checkpoints(paths: list[Path]) -> dict:
 
 
 def save_checkpoint(ckpt: dict, path: str | Path) -> Path:
-    """Write atomically: a crash mid-write never leaves a truncated file under `path`."""
+    """Write atomically, into a temporary file beside `path` that is then renamed over it: a
+    crash or a full disk mid-write never leaves a truncated file, and the previous one stays."""
     path = Path(path).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(ckpt, tmp)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()  # serialised first, so a failed write is an OSError, not torch's
+    torch.save(ckpt, buffer)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(buffer.getbuffer())
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the rename makes it the checkpoint
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        kept = f"the previous {path.name} is unchanged" if path.exists() else "no partial file left"
+        raise UserError(
+            f"{path}: cannot write the checkpoint ({e.strerror or e}); {kept}"
+        ) from None
     return path
+
+
+class CheckpointWriter(TorchCheckpointIO):
+    """Lightning's checkpoint I/O, writing through `save_checkpoint`. (Lightning's own stages
+    the file in the system temp directory, and moving it onto another filesystem copies it
+    over the old checkpoint: a full disk there would truncate both.)"""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
+    ) -> None:
+        if storage_options is not None:  # unsupported: Lightning's error says so
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        save_checkpoint(checkpoint, path)

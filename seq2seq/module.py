@@ -26,12 +26,26 @@ def token_losses(
 ) -> tuple[Tensor, Tensor]:
     """Summed (training loss, NLL) over non-pad target tokens; loss is label-smoothed if asked."""
     lprobs = logits.float().log_softmax(-1)  # (B, T, V)
-    mask = tgt_out != PAD
-    nll = -lprobs.gather(-1, tgt_out.unsqueeze(-1)).squeeze(-1).masked_fill(~mask, 0.0).sum()
+    nll = _gold_nll(lprobs, tgt_out).sum()
     if not label_smoothing:
         return nll, nll
-    smooth = -lprobs.mean(-1).masked_fill(~mask, 0.0).sum()
+    smooth = -lprobs.mean(-1).masked_fill(tgt_out == PAD, 0.0).sum()
     return (1 - label_smoothing) * nll + label_smoothing * smooth, nll
+
+
+def _gold_nll(lprobs: Tensor, tgt_out: Tensor) -> Tensor:
+    """(B, T) negative log-probability of each reference token; 0 at padding."""
+    nll = -lprobs.gather(-1, tgt_out.unsqueeze(-1)).squeeze(-1)
+    return nll.masked_fill(tgt_out == PAD, 0.0)
+
+
+def _gather(obj: Any) -> list[Any]:
+    """`obj` from every rank, in rank order (`[obj]` outside distributed training)."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return [obj]
+    gathered: list[Any] = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(gathered, obj)
+    return gathered
 
 
 class TranslationModule(pl.LightningModule):
@@ -63,8 +77,8 @@ class TranslationModule(pl.LightningModule):
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.label_smoothing, self.loss_per = label_smoothing, loss_per
         self.val_decode = dict(val_decode or {})
-        self._val_outputs: list[tuple[int, list[int]]] = []
-        self._val_nll = [0.0, 0]
+        # validation example id -> (hypothesis ids, summed NLL, reference tokens)
+        self._val_results: dict[int, tuple[list[int], float, int]] = {}
         self.bleu_signature: str | None = None
         self._tick: float | None = None
 
@@ -136,27 +150,31 @@ class TranslationModule(pl.LightningModule):
             batch_sampler.set_epoch(self.current_epoch)
 
     def on_validation_epoch_start(self) -> None:
-        self._val_outputs, self._val_nll = [], [0.0, 0]
+        self._val_results = {}
         self._tick = None  # keep validation time out of the training throughput
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         logits = self.model(batch["src"], batch["src_lens"], batch["tgt_in"])
-        _, nll = token_losses(logits, batch["tgt_out"])
-        self._val_nll[0] += float(nll)
-        self._val_nll[1] += batch["ntokens"]
+        nll = _gold_nll(logits.float().log_softmax(-1), batch["tgt_out"]).sum(-1)  # (B,)
+        ntokens = (batch["tgt_out"] != PAD).sum(-1)
         hyps = generate(self.model, batch["src"], batch["src_lens"], **self.val_decode)
-        self._val_outputs.extend(zip(batch["idx"].tolist(), [h.tokens for h in hyps]))
+        for i, h, n, t in zip(batch["idx"].tolist(), hyps, nll.tolist(), ntokens.tolist()):
+            self._val_results[i] = (h.tokens, n, t)
 
     def on_validation_epoch_end(self) -> None:
-        if not self._val_outputs:
+        # Each rank validated its shard: BLEU and loss are over the whole set. Ids repeated by
+        # the sampler's wrap-around (equal batch counts per rank) count once.
+        results = {i: r for shard in _gather(self._val_results) for i, r in shard.items()}
+        if not results:
             return
-        idx, ids = zip(*sorted(self._val_outputs))
+        idx = sorted(results)
+        hyps = self.tokenizer.decode_tgt([results[i][0] for i in idx])
         refs = self.trainer.datamodule.valid_refs
-        bleu, signature = corpus_bleu(self.tokenizer.decode_tgt(ids), [refs[i] for i in idx])
+        bleu, signature = corpus_bleu(hyps, [refs[i] for i in idx])
         if self.bleu_signature is None and not self.trainer.sanity_checking:
             self.bleu_signature = signature
             log.info("val/bleu is sacreBLEU %s", signature)
-        loss = self._val_nll[0] / max(self._val_nll[1], 1)
+        loss = sum(results[i][1] for i in idx) / max(sum(results[i][2] for i in idx), 1)
         self.log("val/loss", loss, prog_bar=True)
         self.log("val/ppl", math.exp(min(loss, 50.0)))
         self.log("val/bleu", bleu, prog_bar=True)
@@ -182,13 +200,21 @@ class TranslationModule(pl.LightningModule):
             "data": self.data_config,
             "val_decode": self.val_decode,
         }
-        # The RNG (dropout) for exact resumption; Lightning saves where the epoch stands.
-        checkpoint["seq2seq_resume"] = {"torch_rng": torch.get_rng_state()}
+        # The RNG (dropout) of every rank for exact resumption; Lightning saves where the epoch
+        # stands. Every rank runs this hook (rank 0 alone writes the file).
+        rng = torch.get_rng_state()
+        checkpoint["seq2seq_resume"] = {"torch_rng": rng, "torch_rng_per_rank": _gather(rng)}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         resume = checkpoint.get("seq2seq_resume")
         if resume:
-            self._resume_rng = resume["torch_rng"]
+            per_rank = resume.get("torch_rng_per_rank") or [resume["torch_rng"]]
+            rank = self.trainer.global_rank
+            if len(per_rank) != self.trainer.world_size:
+                log.warning("checkpoint from %d ranks resumed on %d: every rank continues with "
+                            "rank 0's RNG", len(per_rank), self.trainer.world_size)  # fmt: skip
+                rank = 0
+            self._resume_rng = per_rank[rank]
         # Lightning restores its loop counters, not the data position, and does not call
         # on_train_epoch_start mid-epoch: the datamodule's next sampler continues the epoch.
         progress = checkpoint.get("loops", {}).get("fit_loop", {})

@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
-from seq2seq.checkpoint import read_checkpoint
+from seq2seq.checkpoint import CheckpointWriter, read_checkpoint
 from seq2seq.data.datamodule import build_datamodule
 from seq2seq.errors import UserError
 from seq2seq.module import TranslationModule
@@ -86,7 +86,7 @@ def resume_from(resume: str | None, run_dir: Path) -> str | None:
     if not resume:
         return None
     if resume != "auto":
-        read_checkpoint(resume)  # a clear error for a missing or corrupt file
+        read_checkpoint(resume, key="resume")  # a clear error for a missing or corrupt file
         return str(resume)
     found = [run_dir / "last.ckpt", *(run_dir / "checkpoints").glob("step=*.ckpt")]
     for path in sorted((p for p in found if p.is_file()), key=lambda p: p.stat().st_mtime,
@@ -105,7 +105,7 @@ def resume_from(resume: str | None, run_dir: Path) -> str | None:
 def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     """Train as configured; tokenizer, checkpoints and logs go to `run_dir`. Returns a summary."""
     run_dir = Path(run_dir)
-    pl.seed_everything(cfg.seed, workers=True)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the seed is in config.yaml
     datamodule = build_datamodule(cfg.data)
     tokenizer = datamodule.prepare_tokenizer()
     tokenizer.save(run_dir / "tokenizer")
@@ -136,7 +136,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
         auto_insert_metric_name=False,
     )
     callbacks = [checkpoints, *periodic_checkpoints(cfg.checkpoint, run_dir),
-                 SaveOnSigterm(run_dir / "last.ckpt")]  # fmt: skip
+                 SaveOnSigterm(run_dir / "last.ckpt"),
+                 *(instantiate(c) for c in cfg.get("callbacks", {}).values())]  # fmt: skip
     ckpt_path = resume_from(cfg.get("resume"), run_dir)
     # A resumed run logs to logs/resume<N>/ so the interrupted run's metrics.csv is kept.
     log_version = f"resume{len(list(run_dir.glob('logs/resume*'))) + 1}" if ckpt_path else ""
@@ -150,6 +151,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
             TensorBoardLogger(run_dir, name="tb", version=""),
         ],
         default_root_dir=str(run_dir),
+        plugins=[CheckpointWriter()],  # temp file + rename; a full disk: one line, old file kept
     )
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
 

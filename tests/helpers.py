@@ -62,3 +62,34 @@ def tiny_setup(num_train, hidden, **trainer_args):
         **trainer_args,
     )
     return dm, module, trainer
+
+
+class RecordExamples(pl.Callback):
+    """Appends the example ids of every training and validation batch (sanity checks excluded)
+    to `<directory>/{train,val}_rank<r>.txt`, and saves each rank's final weights: which rank
+    saw which data and ended with what, for the DDP test."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = Path(directory)
+
+    def _record(self, trainer: pl.Trainer, stage: str, batch: dict) -> None:
+        if trainer.sanity_checking:
+            return
+        path = self.directory / f"{stage}_rank{trainer.global_rank}.txt"
+        with open(path, "a") as f:
+            f.write(" ".join(map(str, batch["idx"].tolist())) + "\n")
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        self._record(trainer, "train", batch)
+
+    def on_validation_batch_start(self, trainer, module, batch, batch_idx, dataloader_idx=0):
+        self._record(trainer, "val", batch)
+
+    def on_train_end(self, trainer, module):
+        torch.save(module.state_dict(), self.directory / f"weights_rank{trainer.global_rank}.pt")
+
+
+def recorded(directory: Path, stage: str, rank: int) -> list[int]:
+    """The example ids `RecordExamples` wrote for one rank, in order."""
+    text = (directory / f"{stage}_rank{rank}.txt").read_text()
+    return [int(i) for i in text.split()]

@@ -1,6 +1,8 @@
 """Train -> evaluate -> translate through the real scripts, on a tiny slice of the demo corpus."""
 
+import csv
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -9,10 +11,13 @@ import time
 import pytest
 import torch
 
+from seq2seq.checkpoint import load_checkpoint
 from seq2seq.data.batching import BucketBatchSampler
 from seq2seq.data.datamodule import TranslationDataModule
 from seq2seq.data.sources import Demo
-from tests.helpers import ROOT
+from seq2seq.metrics import corpus_bleu
+from seq2seq.translate import translate_texts
+from tests.helpers import ROOT, recorded
 
 TINY = [  # ~15 s on 2 cores; enough to produce non-empty (if poor) translations
     "data.num_train=2000",
@@ -35,6 +40,7 @@ def run(script, *args, stdin=None, ok=True):
         capture_output=True,
         text=True,
         cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},  # tests.helpers' callbacks, by _target_
         timeout=300,
     )
     assert (proc.returncode == 0) == ok, proc.stderr[-3000:]
@@ -328,17 +334,49 @@ def test_sigterm_saves_a_checkpoint_to_resume_from(uninterrupted, tmp_path):
 
 
 def test_ddp_on_two_cpu_processes(tmp_path):
-    """A real 2-process DDP run (gloo) through the entry point: each rank takes half of the
-    length-bucketed batches (disjoint shards, see test_batching), one summary, one checkpoint."""
+    """A real 2-process DDP run (gloo) through the entry point: each rank trains on and
+    validates its own shard of the length-bucketed batches, validation BLEU is over the whole
+    set (gathered), one summary, one checkpoint, holding the weights every rank ended with."""
+    record = tmp_path / "record"
+    record.mkdir()
+    callback = f"{{_target_: tests.helpers.RecordExamples, directory: {record}}}"
     args = ["trainer=ddp_cpu", "data.num_train=1000", "data.vocab_size=300",
-            "data.batch_size=32", "model.hidden_size=32", "model.embed_dim=32",
-            "trainer.max_epochs=1", "trainer.enable_progress_bar=false"]  # fmt: skip
-    proc = run("train.py", *args, f"hydra.run.dir={tmp_path}")
+            "data.batch_size=32", "data.valid_max_tokens=500", "model.hidden_size=32",
+            "model.embed_dim=32", "model.dropout=0.2", "trainer.max_epochs=1",
+            "trainer.enable_progress_bar=false", "checkpoint.keep_last=5",
+            "checkpoint.every_n_steps=6"]  # fmt: skip
+    proc = run("train.py", *args, f"+callbacks.record={callback}", f"hydra.run.dir={tmp_path}")
     assert proc.stdout.count("best val BLEU") == 1  # rank 0 alone prints the summary
     assert (tmp_path / "train_ddp_process_1.log").is_file()  # the second process ran
+
     dm = TranslationDataModule(Demo(num_train=1000), vocab_size=300, batch_size=32)
     dm.prepare_tokenizer()
     dm.setup("fit")
-    batches = len(BucketBatchSampler(dm.train_data.lengths(), batch_size=32))
+    batches = BucketBatchSampler(dm.train_data.lengths(), batch_size=32).batches()
     ckpt = torch.load(tmp_path / "last.ckpt", weights_only=True)
-    assert ckpt["global_step"] == -(-batches // 2)  # half the batches each, in lockstep
+    assert ckpt["global_step"] == -(-len(batches) // 2)  # half the batches each, in lockstep
+    train = [set(recorded(record, "train", rank)) for rank in (0, 1)]
+    assert train[0] | train[1] == set(range(len(dm.train_data)))  # every example trained on
+    repeated = len(batches) % 2 and batches[0]  # an odd count: rank 1 repeats the first batch
+    assert train[0] & train[1] == set(repeated or [])  # otherwise disjoint
+    val = [recorded(record, "val", rank) for rank in (0, 1)]
+    assert val[0] and val[1] and set(val[0]) | set(val[1]) == set(range(len(dm.valid_data)))
+    for rank in (0, 1):  # the weights every rank ended with are the checkpoint's
+        weights = torch.load(record / f"weights_rank{rank}.pt", weights_only=True)
+        for name, value in weights.items():
+            torch.testing.assert_close(value, ckpt["state_dict"][name], rtol=0, atol=0)
+
+    # Resumed mid-epoch from step 6, both ranks continue their own data and dropout RNG: the
+    # final weights are the uninterrupted run's.
+    resumed = tmp_path / "resumed"
+    run("train.py", *args, f"resume='{tmp_path / 'checkpoints' / 'step=00000006.ckpt'}'",
+        f"hydra.run.dir={resumed}")  # fmt: skip
+    for name, value in torch.load(resumed / "last.ckpt", weights_only=True)["state_dict"].items():
+        torch.testing.assert_close(value, ckpt["state_dict"][name], rtol=0, atol=0)
+
+    # The logged BLEU is the whole validation set's: the same as decoding it in one process.
+    loaded = load_checkpoint(tmp_path / "last.ckpt")
+    sources, refs = zip(*Demo(num_train=1000).pairs("val"))
+    hyps = translate_texts(loaded.model, loaded.tokenizer, list(sources), reverse_source=True)
+    logged = [r["val/bleu"] for r in csv.DictReader(open(tmp_path / "logs" / "metrics.csv"))]
+    assert float([b for b in logged if b][-1]) == pytest.approx(corpus_bleu(hyps, list(refs))[0])

@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import Sampler
 
 from seq2seq.data.tokenizer import BOS, EOS, PAD
+from seq2seq.errors import UserError
 
 
 class BucketBatchSampler(Sampler[list[int]]):
@@ -18,6 +19,7 @@ class BucketBatchSampler(Sampler[list[int]]):
     batches, so padding stays small; the order of the batches is then shuffled. A batch holds
     `batch_size` examples, or as many as fit `max_tokens` padded tokens (B * longest), or both.
     With several ranks, rank r takes batches r, r + R, ...; every rank gets the same count.
+    `budget_key` is the setting an example longer than `max_tokens` is reported against.
     """
 
     def __init__(
@@ -29,14 +31,16 @@ class BucketBatchSampler(Sampler[list[int]]):
         seed: int = 0,
         num_replicas: int = 1,
         rank: int = 0,
+        budget_key: str = "data.max_tokens",
     ) -> None:
         if batch_size is None and max_tokens is None:
             raise ValueError("data.batch_size or data.max_tokens must be set")
         self.lengths = np.asarray(lengths, dtype=np.int64)
         if max_tokens is not None and len(self.lengths) and self.lengths.max() > max_tokens:
-            raise ValueError(
-                f"data.max_tokens={max_tokens} is below the longest example "
-                f"({int(self.lengths.max())} tokens); raise it or lower data.max_len"
+            raise UserError(
+                f"{budget_key}={max_tokens} is below the longest example "
+                f"({int(self.lengths.max())} tokens); raise it"
+                + (" or lower data.max_len" if budget_key == "data.max_tokens" else "")
             )
         self.batch_size, self.max_tokens = batch_size, max_tokens
         self.shuffle, self.seed, self.epoch = shuffle, seed, 0

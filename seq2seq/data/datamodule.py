@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 from seq2seq.data.batching import BucketBatchSampler, collate, reverse_source
 from seq2seq.data.sources import Pair, Source, default_cache_dir
 from seq2seq.data.tokenizer import Tokenizer, build_tokenizer
+from seq2seq.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,13 @@ class TranslationDataModule(pl.LightningDataModule):
             tokenizer, self.train_pairs, self.reverse_source, self.max_len
         )
         dropped = len(self.train_pairs) - len(kept)
-        log.info(
+        if not kept:
+            raise UserError(
+                f"data.max_len={self.max_len}: every one of the {dropped} {self.train_split} "
+                "pairs has an empty side or one this long (in subword tokens); raise data.max_len"
+            )
+        log.log(
+            logging.WARNING if dropped else logging.INFO,  # data left out: say so
             "train: %d pairs (%d dropped: empty or longer than data.max_len=%d tokens)",
             len(kept),
             dropped,
@@ -151,8 +158,14 @@ class TranslationDataModule(pl.LightningDataModule):
         return self._loader(self.train_data, sampler)
 
     def val_dataloader(self) -> DataLoader:
+        trainer = self.trainer  # under DDP each rank validates a shard; the module gathers them
         sampler = BucketBatchSampler(
-            self.valid_data.lengths(), max_tokens=self.valid_max_tokens, shuffle=False
+            self.valid_data.lengths(),
+            max_tokens=self.valid_max_tokens,
+            shuffle=False,
+            num_replicas=trainer.world_size if trainer else 1,
+            rank=trainer.global_rank if trainer else 0,
+            budget_key="data.valid_max_tokens",
         )
         return self._loader(self.valid_data, sampler)
 

@@ -95,10 +95,11 @@ class Demo:
     ) -> None:
         from seq2seq.data.demo import LANGS
 
-        for lang in (src, tgt):
+        for key, lang in (("src", src), ("tgt", tgt)):
             if lang not in LANGS:
                 raise UserError(
-                    f"data.src/data.tgt: unknown demo language {lang!r}; one of {LANGS}"
+                    f"data.{key}: unknown demo language {lang!r}; the demo corpus has "
+                    f"{', '.join(LANGS)}"
                 )
         self.src, self.tgt, self.num_train, self.seed = src, tgt, num_train, seed
         root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()

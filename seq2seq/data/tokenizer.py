@@ -100,14 +100,10 @@ def train_sentencepiece(
     return out.getvalue()
 
 
-def build_tokenizer(
-    pairs: Sequence[tuple[str, str]],
-    vocab_size: int,
-    model_type: str = "unigram",
-    joint: bool = True,
-    cache_dir: str | Path | None = None,
-) -> Tokenizer:
-    """Train (or reuse from `cache_dir`) the tokenizer for these training pairs and settings."""
+def corpus_hash(
+    pairs: Sequence[tuple[str, str]], vocab_size: int, model_type: str, joint: bool
+) -> str:
+    """sha256 of the training pairs and the tokenizer settings: what a cached tokenizer is for."""
     settings = {"vocab_size": vocab_size, "model_type": model_type, "joint": joint, "v": 1}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     for src, tgt in pairs:
@@ -115,11 +111,39 @@ def build_tokenizer(
         digest.update(b"\t")
         digest.update(tgt.encode())
         digest.update(b"\n")
-    key = digest.hexdigest()[:16]
-    cached = Path(cache_dir) / "spm" / key if cache_dir is not None else None
-    if cached is not None and (cached / "src.model").exists():
+    return digest.hexdigest()
+
+
+def _read_text(path: Path) -> str | None:
+    return path.read_text().strip() if path.is_file() else None
+
+
+def build_tokenizer(
+    pairs: Sequence[tuple[str, str]],
+    vocab_size: int,
+    model_type: str = "unigram",
+    joint: bool = True,
+    cache_dir: str | Path | None = None,
+) -> Tokenizer:
+    """Train (or reuse from `cache_dir`) the tokenizer for these training pairs and settings.
+
+    A cache entry is `spm/<first 16 hex digits of corpus_hash>/` with the full hash in `sha256`;
+    an entry whose stored hash differs (copied from another corpus, say) is retrained.
+    """
+    digest = corpus_hash(pairs, vocab_size, model_type, joint)
+    cached = Path(cache_dir) / "spm" / digest[:16] if cache_dir is not None else None
+    found = _read_text(cached / "sha256") if cached is not None else None
+    if found == digest:
         log.info("Reusing tokenizer %s", cached)
         return Tokenizer((cached / "src.model").read_bytes(), (cached / "tgt.model").read_bytes())
+    if found is not None:
+        log.warning(
+            "tokenizer cache %s was built from other data (sha256 %s..., this corpus %s...); "
+            "retraining it",
+            cached,
+            found[:16],
+            digest[:16],
+        )
 
     sources = [s for s, _ in pairs]
     targets = [t for _, t in pairs]
@@ -130,10 +154,11 @@ def build_tokenizer(
         tgt_model = train_sentencepiece(targets, vocab_size, model_type)
     if cached is not None:
         cached.mkdir(parents=True, exist_ok=True)
-        # tgt first: the presence of src.model marks a complete entry
-        for name, data in (("tgt", tgt_model), ("src", src_model)):
-            tmp = cached / f"{name}.model.tmp"
+        # the hash last: its presence marks a complete entry
+        for name, data in (("tgt.model", tgt_model), ("src.model", src_model),
+                           ("sha256", digest.encode())):  # fmt: skip
+            tmp = cached / f"{name}.tmp"
             tmp.write_bytes(data)
-            tmp.replace(cached / f"{name}.model")  # atomic: a crash never leaves half a model
+            tmp.replace(cached / name)  # atomic: a crash never leaves half a file
         log.info("Trained tokenizer %s", cached)
     return Tokenizer(src_model, tgt_model)

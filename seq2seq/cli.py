@@ -1,0 +1,118 @@
+"""What every entry point shares: bad input, Hydra's own reports included, ends in one line.
+
+A script runs its `@hydra.main` function as `run(main)` (Hydra's errors while composing the
+config) and does its work inside `with user_errors():` (errors once the job runs; outside the
+job Hydra would first print `Error executing job with overrides: ...`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from hydra import compose
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import (
+    HydraException,
+    InstantiationException,
+    MissingConfigException,
+    OverrideParseException,
+)
+from omegaconf import DictConfig, OmegaConf
+
+from seq2seq.errors import UserError
+
+
+def run(main: Callable[[], object]) -> None:
+    """Call a `@hydra.main` function; an unknown group option, a key that does not exist or an
+    override that does not parse exits with `error: <one line>` (status 1)."""
+    # Hydra prints its own multi-line report (and its search path) unless told to raise.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        main()
+    except HydraException as e:
+        _exit_or_raise(e)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Inside a `@hydra.main` function: bad input exits with `error: <one line>` (status 1)."""
+    try:
+        yield
+    except (UserError, InstantiationException) as e:
+        _exit_or_raise(e)
+
+
+def _exit_or_raise(e: Exception) -> None:
+    message = one_line(e)
+    if message is None:
+        raise e
+    sys.exit(f"error: {message}")
+
+
+def one_line(e: BaseException) -> str | None:
+    """The message for a person, or None where `e` is not about the input (a bug: traceback)."""
+    if isinstance(e, UserError):
+        return str(e)
+    if isinstance(e, InstantiationException):  # a UserError raised by a `_target_`'s __init__
+        return str(e.__cause__) if isinstance(e.__cause__, UserError) else None
+    if isinstance(e, MissingConfigException) and e.options and e.missing_cfg_file:
+        group, _, option = e.missing_cfg_file.rpartition("/")
+        return f"{group}={option}: no such option; {group} is one of {', '.join(e.options)}"
+    if isinstance(e, OverrideParseException):
+        return f"{e.override}: {' '.join(str(e).split())}"
+    if isinstance(e, HydraException):  # e.g. an override naming no key
+        lines = str(e).split("\nConfig search path:")[0].splitlines()
+        return " ".join(line.strip() for line in lines if line.strip())
+    return None
+
+
+def number_type_errors(cfg: DictConfig, defaults: DictConfig, keys: list[str]) -> list[str]:
+    """The `keys` that `cfg` sets to text where `defaults` (the same config without those
+    overrides) has a number, each as `key=value: expected ...`."""
+    errors = []
+    for key in keys:
+        try:
+            value = OmegaConf.select(cfg, key, throw_on_missing=False)
+            default = OmegaConf.select(defaults, key, throw_on_missing=False)
+        except Exception:  # an interpolation that does not resolve: reported where it is used
+            continue
+        # "auto" is Lightning's word for a count it picks (trainer.devices=auto)
+        if not isinstance(value, str) or value == "auto" or isinstance(default, bool):
+            continue
+        if isinstance(default, int):
+            errors.append(f"{key}={value}: expected an integer (the default is {default})")
+        elif isinstance(default, float):
+            errors.append(f"{key}={value}: expected a number (the default is {default})")
+    return errors
+
+
+def check_number_overrides(cfg: DictConfig) -> None:
+    """Refuse `key=text` where the config has a number (`data.batch_size=abc`), naming the key.
+
+    The YAML has no schema, so Hydra takes any value; without this check such a value fails
+    deep inside training with a traceback. The config is composed again with the command
+    line's group choices only (`model=transformer`) to know each key's default.
+    """
+    hydra_cfg = HydraConfig.get()
+    overrides = list(hydra_cfg.overrides.task)
+    loader = GlobalHydra.instance().config_loader()
+    groups, keys = [], []
+    for o in OverridesParser.create().parse_overrides(overrides):
+        if loader.get_group_options(o.key_or_group):
+            groups.append(o.input_line)
+        elif not o.is_delete():
+            keys.append(o.key_or_group)
+    if not keys:
+        return
+    try:
+        defaults = compose(hydra_cfg.job.config_name, overrides=groups)
+    except Exception:  # a check, not a second way to fail: Hydra composed this config already
+        return
+    errors = number_type_errors(cfg, defaults, keys)
+    if errors:
+        raise UserError("; ".join(errors))

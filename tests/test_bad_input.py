@@ -1,0 +1,289 @@
+"""The README's "Bad input" table, one test per row: each asserts the exact message.
+
+Rows whose message another test already asserts exactly cite that test instead (README).
+In-process where the message comes from a function; a subprocess only where the entry point's
+own handling (Hydra's errors, a `_target_`'s error) is what is tested.
+"""
+
+import errno
+import io
+import logging
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
+
+from seq2seq import checkpoint
+from seq2seq.checkpoint import CheckpointWriter, read_checkpoint, save_checkpoint
+from seq2seq.cli import number_type_errors, one_line
+from seq2seq.data.batching import BucketBatchSampler
+from seq2seq.data.datamodule import TranslationDataModule
+from seq2seq.data.sources import Demo, TextFiles
+from seq2seq.data.tokenizer import build_tokenizer, corpus_hash
+from seq2seq.errors import UserError
+from seq2seq.models.lstm import LSTMSeq2Seq
+from seq2seq.train import resume_from, train
+from seq2seq.translate import translate_texts
+from tests.helpers import CONF, ROOT
+
+
+def error_of(script, *args):
+    """stderr of a script that must fail, as lines."""
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / script), *args],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)  # fmt: skip
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    return proc.stderr.strip().splitlines()
+
+
+def write(path, lines):
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+
+
+def message(excinfo):
+    return str(excinfo.value)
+
+
+# --- data files --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    """A text-files directory with a good train/val split and the bad files of the table."""
+    write(tmp_path / "train.en", ["a cat", "a dog", "the red house"])
+    write(tmp_path / "train.fr", ["un chat", "un chien", "la maison rouge"])
+    write(tmp_path / "val.en", ["a cat"])
+    write(tmp_path / "val.fr", ["un chat"])
+    write(tmp_path / "short.en", ["a", "b"])
+    write(tmp_path / "short.fr", ["a"])
+    write(tmp_path / "empty.en", [])
+    write(tmp_path / "empty.fr", [])
+    (tmp_path / "latin1.en").write_bytes("ok\ncaf\xe9\n".encode("latin-1"))
+    write(tmp_path / "latin1.fr", ["ok", "café"])
+    return tmp_path
+
+
+def test_mismatched_line_counts(corpus):
+    with pytest.raises(UserError) as e:
+        TextFiles(str(corpus), "en", "fr").pairs("short")
+    assert message(e) == (f"{corpus}/short.en has 2 lines but {corpus}/short.fr has 1; "
+                          "parallel files must align line by line")  # fmt: skip
+
+
+def test_empty_file(corpus):
+    with pytest.raises(UserError) as e:
+        TextFiles(str(corpus), "en", "fr").pairs("empty")
+    assert message(e) == f"{corpus}/empty.en: empty file"
+
+
+def test_missing_split(corpus):
+    with pytest.raises(UserError) as e:
+        TextFiles(str(corpus), "en", "fr").pairs("test")
+    assert message(e) == (f"{corpus}/test.en: no such file; splits with both .en and .fr in "
+                          f"{corpus}: empty, latin1, short, train, val")  # fmt: skip
+
+
+def test_missing_data_dir(tmp_path):
+    with pytest.raises(UserError) as e:
+        TextFiles(str(tmp_path / "nope"), "en", "fr")
+    assert message(e) == f"data.dir={tmp_path / 'nope'}: not a directory"
+
+
+def test_invalid_utf8(corpus):
+    with pytest.raises(UserError) as e:
+        TextFiles(str(corpus), "en", "fr").pairs("latin1")
+    assert message(e) == f"{corpus}/latin1.en:2: invalid UTF-8 (byte 6); re-encode as UTF-8"
+
+
+def test_unknown_language_through_the_script(tmp_path):
+    """Demo() raises inside Hydra's instantiate; the script still prints one line."""
+    assert error_of("train.py", "data.tgt=es", f"hydra.run.dir={tmp_path}") == [
+        "error: data.tgt: unknown demo language 'es'; the demo corpus has en, fr, de"
+    ]
+
+
+def test_training_lines_longer_than_max_len(corpus, tmp_path, caplog):
+    long = " ".join(["house"] * 50)
+    write(corpus / "train.en", ["a cat", long, "a dog"])
+
+    def setup(max_len):
+        source = TextFiles(str(corpus), "en", "fr")
+        dm = TranslationDataModule(source, vocab_size=30, max_len=max_len, batch_size=4,
+                                   cache_dir=str(tmp_path))  # fmt: skip
+        dm.setup("fit")
+        return dm
+
+    with caplog.at_level(logging.WARNING, logger="seq2seq"):
+        assert len(setup(max_len=30).train_data) == 2
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        "train: 2 pairs (1 dropped: empty or longer than data.max_len=30 tokens)"
+    ]
+    with pytest.raises(UserError) as e:
+        setup(max_len=1)
+    assert message(e) == ("data.max_len=1: every one of the 3 train pairs has an empty side or "
+                          "one this long (in subword tokens); raise data.max_len")  # fmt: skip
+
+
+def test_max_tokens_below_one_sentence():
+    with pytest.raises(UserError) as e:
+        BucketBatchSampler([5, 52, 7], max_tokens=10)
+    assert message(e) == (
+        "data.max_tokens=10 is below the longest example (52 tokens); "
+        "raise it or lower data.max_len"
+    )
+
+
+def test_validation_line_over_valid_max_tokens():
+    # Validation keeps every pair whatever its length (BLEU is over the whole set).
+    dm = TranslationDataModule(Demo(num_train=200), vocab_size=100, batch_size=8,
+                               valid_max_tokens=5)  # fmt: skip
+    dm.setup("fit")
+    with pytest.raises(UserError) as e:
+        dm.val_dataloader()
+    assert re.fullmatch(
+        r"data\.valid_max_tokens=5 is below the longest example \(\d+ tokens\); raise it",
+        message(e),
+    )
+
+
+def test_translate_blank_and_overlong_lines(tmp_path):
+    """Blank lines give blank lines in place; a line over decode.max_tokens is decoded alone."""
+    tokenizer = build_tokenizer([(f"a cat number {i}", f"un chat {i}") for i in range(50)], 30)
+    torch.manual_seed(0)
+    model = LSTMSeq2Seq(tokenizer.src_vocab_size, tokenizer.tgt_vocab_size, 1, 16, 8).eval()
+    texts = ["a cat", "", "   ", " ".join(["cat number 7"] * 20)]
+    roomy = translate_texts(model, tokenizer, texts, True, max_tokens=10_000, max_len_b=0)
+    tight = translate_texts(model, tokenizer, texts, True, max_tokens=1, max_len_b=0)
+    assert tight == roomy and roomy[1:3] == ["", ""] and roomy[0] and roomy[3]
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+
+def test_unknown_group_option_lists_the_valid_ones():
+    assert error_of("train.py", "model=lstmm") == [
+        "error: model=lstmm: no such option; model is one of lstm, transformer"
+    ]
+
+
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        ("data.nokey=3", "Could not override 'data.nokey'. To append to your config use "
+                         "+data.nokey=3"),
+        ("data.batch_size=[1", "data.batch_size=[1: no viable alternative at input '[1' See "
+                               "https://hydra.cc/docs/1.2/advanced/override_grammar/basic for "
+                               "details"),
+    ],
+)  # fmt: skip
+def test_unknown_key_or_unparsable_override(override, expected):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        with pytest.raises(HydraException) as e:
+            compose("train", overrides=[override])
+    assert one_line(e.value) == expected
+
+
+def test_text_for_a_number(tmp_path):
+    assert error_of("train.py", "data.batch_size=abc", f"hydra.run.dir={tmp_path}") == [
+        "error: data.batch_size=abc: expected an integer (the default is 64)"
+    ]
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        defaults = compose("train", overrides=["model=transformer"])
+        keys = ["optim.optimizer.lr", "trainer.devices", "model.d_model", "data.reverse_source"]
+        given = compose("train", overrides=["model=transformer", "optim.optimizer.lr=fast",
+                                            "trainer.devices=auto", "model.d_model=512",
+                                            "data.reverse_source=yes"])  # fmt: skip
+    assert number_type_errors(given, defaults, keys) == [
+        "optim.optimizer.lr=fast: expected a number (the default is 0.002)"
+    ]  # devices=auto is Lightning's; a bool is not a number
+
+
+# --- checkpoints -------------------------------------------------------------------------------
+
+
+def test_missing_checkpoint(tmp_path):
+    with pytest.raises(UserError) as e:
+        read_checkpoint(tmp_path / "nope.ckpt")
+    assert message(e) == f"ckpt={tmp_path / 'nope.ckpt'}: no such file"
+    with pytest.raises(UserError) as e:
+        resume_from(str(tmp_path / "nope.ckpt"), tmp_path)
+    assert message(e) == f"resume={tmp_path / 'nope.ckpt'}: no such file"
+
+
+class FullDisk(io.FileIO):
+    """A file on a disk that fills up after 100 bytes of a write."""
+
+    def write(self, data):
+        super().write(bytes(data[:100]))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def fill_disk_after(monkeypatch, n):
+    """`seq2seq.checkpoint` opens files normally `n` times, then on a full disk."""
+    opened = []
+
+    def fake_open(path, mode="r", *args, **kwargs):
+        opened.append(path)
+        if len(opened) > n:
+            return FullDisk(path, mode.replace("b", ""))
+        return open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "open", fake_open, raising=False)
+
+
+def test_disk_full_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    last = tmp_path / "last.ckpt"
+    save_checkpoint({"step": torch.tensor(1)}, last)
+    before = last.read_bytes()
+    fill_disk_after(monkeypatch, 0)
+    for write_it in (save_checkpoint, CheckpointWriter().save_checkpoint):  # ours, Lightning's
+        with pytest.raises(UserError) as e:
+            write_it({"step": torch.tensor(2)}, last)
+        assert message(e) == (f"{last}: cannot write the checkpoint (No space left on device); "
+                              "the previous last.ckpt is unchanged")  # fmt: skip
+        assert last.read_bytes() == before and sorted(tmp_path.iterdir()) == [last]
+
+
+def test_disk_full_while_training(tmp_path, monkeypatch):
+    """A periodic checkpoint fails to write at step 2: one line, step 1's checkpoint intact."""
+    overrides = ["data.num_train=300", "data.vocab_size=200", "model.hidden_size=16",
+                 "model.embed_dim=16", "trainer.max_steps=3", "trainer.enable_progress_bar=false",
+                 "checkpoint.keep_last=5",
+                 "checkpoint.every_n_steps=1", "trainer.num_sanity_val_steps=0"]  # fmt: skip
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    fill_disk_after(monkeypatch, 1)
+    with pytest.raises(UserError) as e:
+        train(cfg, tmp_path)
+    step2 = tmp_path / "checkpoints" / "step=00000002.ckpt"
+    assert message(e) == (f"{step2}: cannot write the checkpoint (No space left on device); "
+                          "no partial file left")  # fmt: skip
+    kept = list((tmp_path / "checkpoints").iterdir())
+    assert [p.name for p in kept] == ["step=00000001.ckpt"]
+    assert read_checkpoint(kept[0])["global_step"] == 1
+
+
+# --- tokenizer cache ---------------------------------------------------------------------------
+
+
+def test_tokenizer_cache_from_another_corpus_is_rebuilt(tmp_path, caplog):
+    ours = [(f"a cat number {i}", f"un chat {i}") for i in range(40)]
+    theirs = [(f"the dog {i} runs", f"le chien {i} court") for i in range(40)]
+    built = build_tokenizer(theirs, 30, cache_dir=tmp_path)
+    their_key = corpus_hash(theirs, 30, "unigram", True)
+    our_key = corpus_hash(ours, 30, "unigram", True)
+    entry = tmp_path / "spm" / our_key[:16]
+    shutil.copytree(tmp_path / "spm" / their_key[:16], entry)  # another corpus's entry
+    with caplog.at_level(logging.WARNING, logger="seq2seq"):
+        rebuilt = build_tokenizer(ours, 30, cache_dir=tmp_path)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"tokenizer cache {entry} was built from other data (sha256 {their_key[:16]}..., "
+        f"this corpus {our_key[:16]}...); retraining it"
+    ]
+    assert rebuilt.src_model != built.src_model
+    assert (entry / "sha256").read_text() == our_key
+    assert rebuilt.src_model == build_tokenizer(ours, 30).src_model  # as if never cached
