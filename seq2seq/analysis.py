@@ -68,13 +68,16 @@ def source_gradients(model: nn.Module, batch: dict) -> list[Tensor]:
     return [norms[b, : n - 1] for b, n in enumerate(batch["src_lens"].tolist())]
 
 
-def gradient_profiles(model: nn.Module, batches: Iterable[dict], sentences: int) -> list[Tensor]:
-    """Source gradient norms of the first `sentences` sentences with at least two tokens."""
+def gradient_profiles(
+    model: nn.Module, batches: Iterable[dict], sentences: int | None = None
+) -> list[Tensor]:
+    """Source gradient norms of every sentence with at least two tokens (or of the first
+    `sentences`: batches may come sorted by length, so a prefix is biased to short ones)."""
     model.eval()  # no dropout: the gradients of the function itself
     grads: list[Tensor] = []
     for batch in batches:
         grads += [g for g in source_gradients(model, batch) if len(g) >= 2]
-        if len(grads) >= sentences:
+        if sentences is not None and len(grads) >= sentences:
             break
     return grads[:sentences]
 
@@ -182,7 +185,7 @@ def depth(cfg: DictConfig, out: Path) -> list[dict]:
         for residual in (False, True):
             # One layer has nothing between layers to connect: both rows are the same run.
             name = f"depth{layers}" + ("_residual" if residual and layers > 1 else "")
-            overrides = [*cfg.train.lstm, f"model.num_layers={layers}",
+            overrides = [*cfg.train.lstm, *cfg.depth.overrides, f"model.num_layers={layers}",
                          f"model.residual={str(residual and layers > 1).lower()}"]  # fmt: skip
             run_dir = out / "runs" / name
             summary = trained_run(_compose(cfg, overrides), run_dir)
@@ -272,6 +275,8 @@ def recurrence_cost(cfg: DictConfig, out: Path) -> dict:
             lengths = list(r[what])
             ax.loglog(lengths, [r[what][n] for n in lengths], marker="o",
                       label=f"{name} ({r['parameters'] / 1e6:.1f}M)")  # fmt: skip
+        ax.set_xticks(lengths, [str(n) for n in lengths])
+        ax.minorticks_off()
         ax.set(xlabel="sequence length (source = target, tokens)", ylabel="seconds",
                title=f"training step, batch {part.batch_size}" if what == "train"
                else "greedy decoding, one sentence")  # fmt: skip

@@ -154,12 +154,15 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
         plugins=[CheckpointWriter()],  # temp file + rename; a full disk: one line, old file kept
     )
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    # Lightning writes last.ckpt when it validates; a run stopped between validations (max_steps,
+    # max_time, Ctrl-C) would lose its final steps. Every rank takes part (DDP).
+    trainer.save_checkpoint(run_dir / "last.ckpt")
 
     best = checkpoints.best_model_score
     summary = {
         "best_val_bleu": float(best) if best is not None else None,
         "best_ckpt": checkpoints.best_model_path,
-        "last_ckpt": checkpoints.last_model_path,
+        "last_ckpt": str(run_dir / "last.ckpt"),
         "bleu_signature": module.bleu_signature,
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,

@@ -99,6 +99,7 @@ TINY = [
     '"model.nhead=2","model.dim_feedforward=32"]',
     "gradient_flow.sentences=40",
     "depth.layers=[1,2]",
+    "depth.overrides=[]",
     "recurrence.lengths=[4,8]",
     "recurrence.decode_lengths=[4]",
     "recurrence.repeats=1",
@@ -144,6 +145,10 @@ def test_analyze_script_end_to_end(tmp_path):
         "lstm+residual",
     }
     assert "gradient flow" in done.stdout and "cost of recurrence" in done.stdout
+
+    # Stopped by max_steps=6 after its last validation (step 3): last.ckpt is still step 6.
+    last = torch.load(out / "runs" / "lstm" / "last.ckpt", weights_only=True, mmap=True)
+    assert last["global_step"] == 6
 
     # A rerun reuses every finished training run and only redraws.
     stamp = (out / "runs" / "depth2" / "last.ckpt").stat().st_mtime
