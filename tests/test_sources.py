@@ -1,7 +1,12 @@
+import os
+import subprocess
+import sys
+
 import pytest
 
 from seq2seq.data.sources import HFDataset, TextFiles
 from seq2seq.errors import UserError
+from tests.helpers import CONF
 
 
 def write(dir, name, lines):
@@ -80,3 +85,31 @@ def test_demo_source_caches_text_files(tmp_path):
     assert Demo("en", "de", num_train=50, cache_dir=str(tmp_path)).pairs("train") == pairs
     with pytest.raises(UserError, match="unknown demo language 'es'"):
         Demo("en", "es")
+
+
+NO_NETWORK = """
+import socket, sys
+
+def refuse(*args, **kwargs):
+    raise AssertionError(f"network access: {args}")
+
+socket.socket.connect = refuse
+socket.create_connection = refuse
+import hydra, seq2seq.analysis, seq2seq.evaluate, seq2seq.score, seq2seq.train  # noqa
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+with initialize_config_dir(config_dir=sys.argv[1], version_base="1.3"):
+    for data in ("wmt14_en_fr", "wmt14_en_de", "hf", "demo"):
+        cfg = compose("train", overrides=[f"data={data}"] + ["data.path=wmt14"] * (data == "hf"))
+        source = instantiate(cfg.data.source)
+print("ok")
+"""
+
+
+def test_no_network_at_import_or_config_time():
+    # HF sources touch the hub only when pairs are read (prepare_data / setup), never earlier.
+    online = {**os.environ, "HF_DATASETS_OFFLINE": "0", "HF_HUB_OFFLINE": "0"}
+    proc = subprocess.run([sys.executable, "-c", NO_NETWORK, str(CONF)], capture_output=True,
+                          text=True, timeout=120, env=online)  # fmt: skip
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
