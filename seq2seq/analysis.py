@@ -37,6 +37,7 @@ from seq2seq.data.datamodule import build_datamodule
 from seq2seq.models.lstm import LSTMSeq2Seq
 from seq2seq.models.transformer import TransformerSeq2Seq
 from seq2seq.module import token_losses
+from seq2seq.report import pyplot, save_figure
 from seq2seq.search import greedy_search
 from seq2seq.train import model_config, train
 
@@ -152,7 +153,7 @@ def gradient_flow(cfg: DictConfig, out: Path) -> dict:
 
 
 def _plot_gradient_flow(results: dict, path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for ax, stage in zip(axes, ("init", "trained")):
         for name, r in results.items():
@@ -172,7 +173,7 @@ def _plot_gradient_flow(results: dict, path: Path) -> None:
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 # ---- 2. depth with and without residual connections -------------------------------------------
@@ -194,7 +195,7 @@ def depth(cfg: DictConfig, out: Path) -> list[dict]:
                          "val_bleu": summary["best_val_bleu"],
                          "train_seconds": summary["seconds"]})  # fmt: skip
     _write(out, "depth", rows, rows)
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, key in zip(axes, ("val_loss", "val_bleu")):
         for residual in (False, True):
@@ -208,7 +209,7 @@ def depth(cfg: DictConfig, out: Path) -> list[dict]:
         ax.set_xticks(list(cfg.depth.layers), [str(n) for n in cfg.depth.layers])
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    _save(fig, out / "depth.png")
+    save_figure(fig, out / "depth.png")
     return rows
 
 
@@ -268,7 +269,7 @@ def recurrence_cost(cfg: DictConfig, out: Path) -> dict:
         rows.append({"model": f"lstm cell={name}", "what": "train step",
                      "length": part.cell_length, "seconds": seconds})  # fmt: skip
     _write(out, "recurrence", rows, results)
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, what in zip(axes, ("train", "decode")):
         for name, r in results["models"].items():
@@ -283,7 +284,7 @@ def recurrence_cost(cfg: DictConfig, out: Path) -> dict:
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
     fig.suptitle(f"{device.type}, {part.precision}", fontsize=9)
-    _save(fig, out / "recurrence.png")
+    save_figure(fig, out / "recurrence.png")
     return results
 
 
@@ -376,18 +377,3 @@ def _write(out: Path, part: str, rows: list[dict], summary: object) -> None:
         writer.writeheader()
         writer.writerows(rows)
     (out / f"{part}.json").write_text(json.dumps(summary, indent=1))
-
-
-def _pyplot():  # noqa: ANN202  (matplotlib.pyplot, imported late so the module stays light)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig: object, path: Path) -> None:
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    _pyplot().close(fig)

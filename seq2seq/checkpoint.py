@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import re
 from dataclasses import dataclass
@@ -147,11 +146,9 @@ def save_checkpoint(ckpt: dict, path: str | Path) -> Path:
     path = Path(path).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    buffer = io.BytesIO()  # serialised first, so a failed write is an OSError, not torch's
-    torch.save(ckpt, buffer)
-    try:
+    try:  # serialised straight into the file: no second copy of the checkpoint in memory
         with open(tmp, "wb") as f:
-            f.write(buffer.getbuffer())
+            torch.save(ckpt, f)  # a failed write surfaces as the file's OSError
             f.flush()
             os.fsync(f.fileno())  # on disk before the rename makes it the checkpoint
         os.replace(tmp, path)

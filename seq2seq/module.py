@@ -202,12 +202,12 @@ class TranslationModule(pl.LightningModule):
         }
         # The RNG (dropout) of every rank for exact resumption; Lightning saves where the epoch
         # stands. Every rank runs this hook (rank 0 alone writes the file).
-        rng = torch.get_rng_state()
-        checkpoint["seq2seq_resume"] = {"torch_rng": rng, "torch_rng_per_rank": _gather(rng)}
+        checkpoint["seq2seq_resume"] = {"torch_rng_per_rank": _gather(torch.get_rng_state())}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         resume = checkpoint.get("seq2seq_resume")
         if resume:
+            # (checkpoints written before the per-rank list hold rank 0's state alone)
             per_rank = resume.get("torch_rng_per_rank") or [resume["torch_rng"]]
             rank = self.trainer.global_rank
             if len(per_rank) != self.trainer.world_size:

@@ -33,11 +33,7 @@ def plot_buckets(
 ) -> None:
     """Sutskever et al. 2014, Figure 3: BLEU by sentence length (left) and by average word
     frequency rank (right), as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     panels = [(by_length, "source sentence length (words)", "{:g}")]
     if by_rarity:
         panels.append((by_rarity, "average source word frequency rank", "{:.0f}"))
@@ -49,6 +45,21 @@ def plot_buckets(
         ax.set_ylabel("BLEU")
         ax.grid(alpha=0.3)
     fig.suptitle(title, fontsize=9)
+    save_figure(fig, path)
+
+
+def pyplot():  # noqa: ANN201  (matplotlib.pyplot, imported late: it is slow to import)
+    """matplotlib.pyplot on the Agg backend (files only, no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig: object, path: Path) -> None:
+    """Write a figure as a PNG and free it."""
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
+    pyplot().close(fig)
