@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 from pytorch_lightning.plugins import TorchCheckpointIO
 from torch import nn
 
-from seq2seq.data.tokenizer import Tokenizer
+from seq2seq.data.tokenizer import Tokenizer, tokenizer_from_state_dict
 from seq2seq.ensemble import Ensemble
 from seq2seq.errors import UserError
 
@@ -63,7 +63,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
     model.to(device).eval()
     return Loaded(
         model=model,
-        tokenizer=Tokenizer.from_state_dict(meta["tokenizer"]),
+        tokenizer=tokenizer_from_state_dict(meta["tokenizer"]),
         data=meta["data"],
         path=path,
     )
@@ -71,8 +71,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
 
 def same_tokenizer(a: dict, b: dict, side: str | None = None) -> bool:
     """Whether two checkpoints' tokenizer states are identical (one side, or both)."""
-    sides = [side] if side else sorted(a.keys() | b.keys())
-    return all(k in a and k in b and torch.equal(a[k], b[k]) for k in sides)
+    keys = [k for k in a.keys() | b.keys() if side is None or k in (side, f"words_{side}")]
+    return bool(keys) and all(k in a and k in b and torch.equal(a[k], b[k]) for k in keys)
 
 
 def load_models(paths: str | Path | list, device: str | torch.device = "cpu") -> Loaded:

@@ -6,7 +6,8 @@ import pytorch_lightning as pl
 import torch
 
 from seq2seq.data.datamodule import TranslationDataModule
-from seq2seq.data.sources import Demo
+from seq2seq.data.sources import Demo, pairs_dataset
+from seq2seq.data.tokenizer import Tokenizer, TokenizerSpec, build_tokenizer
 from seq2seq.models.lstm import LSTMSeq2Seq
 from seq2seq.module import TranslationModule
 
@@ -25,6 +26,12 @@ def tiny_lstm(src_vocab=11, tgt_vocab=13, layers=2, hidden=32, seed=0, **options
     with torch.no_grad():
         model.out.weight.mul_(3.0)
     return model.eval()
+
+
+def tokenizer_for(pairs, cache_dir=None, **spec) -> Tokenizer:
+    """A tokenizer trained on in-memory pairs; `spec`: TokenizerSpec fields."""
+    key = repr(pairs)  # the data's identity for the cache
+    return build_tokenizer(lambda: pairs_dataset(pairs), key, TokenizerSpec(**spec), cache_dir)
 
 
 def random_batch(vocab=11, lens=(5, 3, 7, 1), seed=0):

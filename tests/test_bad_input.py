@@ -24,12 +24,12 @@ from seq2seq.cli import number_type_errors, one_line
 from seq2seq.data.batching import BucketBatchSampler
 from seq2seq.data.datamodule import TranslationDataModule
 from seq2seq.data.sources import Demo, TextFiles
-from seq2seq.data.tokenizer import build_tokenizer, corpus_hash
+from seq2seq.data.tokenizer import TokenizerSpec, tokenizer_key
 from seq2seq.errors import UserError
 from seq2seq.models.lstm import LSTMSeq2Seq
 from seq2seq.train import resume_from, train
 from seq2seq.translate import translate_texts
-from tests.helpers import CONF, ROOT
+from tests.helpers import CONF, ROOT, tokenizer_for
 
 
 def error_of(script, *args):
@@ -112,7 +112,7 @@ def test_training_lines_longer_than_max_len(corpus, tmp_path, caplog):
 
     def setup(max_len):
         source = TextFiles(str(corpus), "en", "fr")
-        dm = TranslationDataModule(source, vocab_size=30, max_len=max_len, batch_size=4,
+        dm = TranslationDataModule(source, vocab_size=24, max_len=max_len, batch_size=4,
                                    cache_dir=str(tmp_path))  # fmt: skip
         dm.setup("fit")
         return dm
@@ -120,12 +120,13 @@ def test_training_lines_longer_than_max_len(corpus, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="seq2seq"):
         assert len(setup(max_len=30).train_data) == 2
     assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
-        "train: 2 pairs (1 dropped: empty or longer than data.max_len=30 tokens)"
+        "train: 2 of 3 pairs kept; dropped 0 with an empty side, 1 longer than data.max_len=30 "
+        "tokens, 0 with a length ratio above data.max_len_ratio=None"
     ]
     with pytest.raises(UserError) as e:
         setup(max_len=1)
     assert message(e) == ("data.max_len=1: every one of the 3 train pairs has an empty side or "
-                          "one this long (in subword tokens); raise data.max_len")  # fmt: skip
+                          "one this long (in tokens); raise data.max_len")  # fmt: skip
 
 
 def test_max_tokens_below_one_sentence():
@@ -152,7 +153,8 @@ def test_validation_line_over_valid_max_tokens():
 
 def test_translate_blank_and_overlong_lines(tmp_path):
     """Blank lines give blank lines in place; a line over decode.max_tokens is decoded alone."""
-    tokenizer = build_tokenizer([(f"a cat number {i}", f"un chat {i}") for i in range(50)], 30)
+    pairs = [(f"a cat number {i}", f"un chat {i}") for i in range(50)]
+    tokenizer = tokenizer_for(pairs, vocab_size=30)
     torch.manual_seed(0)
     model = LSTMSeq2Seq(tokenizer.src_vocab_size, tokenizer.tgt_vocab_size, 1, 16, 8).eval()
     texts = ["a cat", "", "   ", " ".join(["cat number 7"] * 20)]
@@ -273,17 +275,17 @@ def test_disk_full_while_training(tmp_path, monkeypatch):
 def test_tokenizer_cache_from_another_corpus_is_rebuilt(tmp_path, caplog):
     ours = [(f"a cat number {i}", f"un chat {i}") for i in range(40)]
     theirs = [(f"the dog {i} runs", f"le chien {i} court") for i in range(40)]
-    built = build_tokenizer(theirs, 30, cache_dir=tmp_path)
-    their_key = corpus_hash(theirs, 30, "unigram", True)
-    our_key = corpus_hash(ours, 30, "unigram", True)
-    entry = tmp_path / "spm" / our_key[:16]
-    shutil.copytree(tmp_path / "spm" / their_key[:16], entry)  # another corpus's entry
+    built = tokenizer_for(theirs, tmp_path, vocab_size=30)
+    their_key = tokenizer_key(repr(theirs), TokenizerSpec(vocab_size=30))
+    our_key = tokenizer_key(repr(ours), TokenizerSpec(vocab_size=30))
+    entry = tmp_path / "tokenizers" / our_key[:16]
+    shutil.copytree(tmp_path / "tokenizers" / their_key[:16], entry)  # another corpus's entry
     with caplog.at_level(logging.WARNING, logger="seq2seq"):
-        rebuilt = build_tokenizer(ours, 30, cache_dir=tmp_path)
+        rebuilt = tokenizer_for(ours, tmp_path, vocab_size=30)
     assert [r.getMessage() for r in caplog.records] == [
-        f"tokenizer cache {entry} was built from other data (sha256 {their_key[:16]}..., "
+        f"tokenizer cache {entry} was built from other data (key {their_key[:16]}..., "
         f"this corpus {our_key[:16]}...); retraining it"
     ]
     assert rebuilt.src_model != built.src_model
-    assert (entry / "sha256").read_text() == our_key
-    assert rebuilt.src_model == build_tokenizer(ours, 30).src_model  # as if never cached
+    assert (entry / "sha256").read_text().strip() == our_key
+    assert rebuilt.src_model == tokenizer_for(ours, vocab_size=30).src_model  # as if never cached

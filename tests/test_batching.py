@@ -1,8 +1,10 @@
+import datasets
 import numpy as np
 import pytest
 
 from seq2seq.data.batching import BucketBatchSampler, collate, reverse_source
-from seq2seq.data.datamodule import encode_pairs
+from seq2seq.data.datamodule import CachedPairs, length_filter
+from seq2seq.data.preprocess import FEATURES, lengths
 from seq2seq.data.tokenizer import BOS, EOS, PAD
 
 LENGTHS = np.random.default_rng(0).integers(1, 60, size=1000).tolist()
@@ -65,25 +67,59 @@ def test_collate_adds_specials_and_pads():
     assert batch["ntokens"] == 5
 
 
-class CharTokenizer:
-    """Stand-in with the Tokenizer's encode methods: one id per character."""
+def greedy_reference(lengths, order, batch_size, max_tokens):
+    """The batching rule written as a plain loop over examples sorted by length."""
+    batches, current, longest = [], [], 0
+    for i in order:
+        grown = max(longest, lengths[i])
+        full = batch_size is not None and len(current) >= batch_size
+        over = max_tokens is not None and grown * (len(current) + 1) > max_tokens
+        if current and (full or over):
+            batches.append(current)
+            current, grown = [], lengths[i]
+        current.append(i)
+        longest = grown
+    return batches + [current] if current else batches
 
-    def encode_src(self, texts):
-        return [[ord(c) for c in t] for t in texts]
 
-    encode_tgt = encode_src
+@pytest.mark.parametrize("batch_size,max_tokens", [(32, None), (None, 500), (16, 300), (7, 61)])
+def test_histogram_cuts_equal_the_greedy_rule(batch_size, max_tokens):
+    sampler = BucketBatchSampler(LENGTHS, batch_size, max_tokens, shuffle=False)
+    order = np.argsort(LENGTHS, kind="stable").tolist()
+    expected = greedy_reference(LENGTHS, order, batch_size, max_tokens)
+    assert [b.tolist() for b in sampler.batches()] == expected
+
+
+def cached(pairs):
+    """A split's ids as the Arrow cache holds them (one id per character)."""
+    ids = {"src": [[ord(c) for c in s] for s, _ in pairs],
+           "tgt": [[ord(c) for c in t] for _, t in pairs]}  # fmt: skip
+    return datasets.Dataset.from_dict(ids, features=FEATURES)
 
 
 def test_reversal_reverses_the_source_only():
-    pairs = [("abc", "xyz"), ("de", "uv")]
-    fwd, _ = encode_pairs(CharTokenizer(), pairs, reverse=False)
-    rev, _ = encode_pairs(CharTokenizer(), pairs, reverse=True)
-    assert [reverse_source(s) for s in fwd.src] == rev.src
-    assert rev.src[0] == [ord("c"), ord("b"), ord("a")]
-    assert fwd.tgt == rev.tgt == [[ord(c) for c in "xyz"], [ord(c) for c in "uv"]]
+    ids = cached([("abc", "xyz"), ("de", "uv")])
+    fwd = CachedPairs(ids, np.arange(2), reverse=False)
+    rev = CachedPairs(ids, np.arange(2), reverse=True)
+    assert rev[0]["src"] == [ord("c"), ord("b"), ord("a")]
+    assert [reverse_source(e["src"]) for e in fwd.__getitems__([0, 1])] == [
+        e["src"] for e in rev.__getitems__([0, 1])
+    ]
+    assert [e["tgt"] for e in fwd.__getitems__([1, 0])] == [
+        [ord("u"), ord("v")],
+        [ord(c) for c in "xyz"],
+    ]
+    assert [e["idx"] for e in rev.__getitems__([1, 0])] == [1, 0]
 
 
-def test_length_filter_drops_long_and_empty_pairs():
-    pairs = [("abc", "xyz"), ("a" * 20, "b"), ("", "x"), ("ok", "fine")]
-    data, kept = encode_pairs(CharTokenizer(), pairs, reverse=False, max_len=10)
-    assert kept == [0, 3] and len(data) == 2
+def test_length_filter_counts_each_reason():
+    pairs = [("abc", "xyz"), ("a" * 20, "b" * 20), ("", "x"), ("ok", "fine"), ("a", "b" * 8)]
+    ids = cached(pairs)
+    src, tgt = lengths(ids, "src"), lengths(ids, "tgt")
+    assert src.tolist() == [3, 20, 0, 2, 1] and tgt.tolist() == [3, 20, 1, 4, 8]
+    keep, dropped = length_filter(src, tgt, max_len=10, max_ratio=3)
+    assert keep.tolist() == [0, 3] and dropped == {"empty": 1, "long": 1, "ratio": 1}
+    keep, dropped = length_filter(src, tgt, max_len=None, max_ratio=None)
+    assert keep.tolist() == [0, 1, 3, 4] and dropped == {"empty": 1, "long": 0, "ratio": 0}
+    data = CachedPairs(ids, keep, reverse=False)
+    assert data.lengths().tolist() == [4, 21, 5, 9]  # the longer side, with its EOS/BOS

@@ -71,7 +71,9 @@ def test_hf_dataset_translation_schema(hub_parquet):
 
 
 def test_hf_dataset_unknown_language(hub_parquet):
-    with pytest.raises(UserError, match="language 'de' not in the translation column"):
+    with pytest.raises(
+        UserError, match=r"data.tgt=de: parquet split train has no 'de' \(languages: en, fr\)"
+    ):
         HFDataset("parquet", "en", "de", data_files=hub_parquet).pairs("train")
 
 

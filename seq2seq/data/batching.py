@@ -15,16 +15,19 @@ from seq2seq.errors import UserError
 class BucketBatchSampler(Sampler[list[int]]):
     """Batches of similar-length examples, reshuffled every epoch from `seed`, sharded per rank.
 
-    Examples are sorted by length (ties broken randomly per epoch) and cut into consecutive
-    batches, so padding stays small; the order of the batches is then shuffled. A batch holds
-    `batch_size` examples, or as many as fit `max_tokens` padded tokens (B * longest), or both.
-    With several ranks, rank r takes batches r, r + R, ...; every rank gets the same count.
-    `budget_key` is the setting an example longer than `max_tokens` is reported against.
+    Examples are grouped by length through a counting sort over the length histogram (O(n),
+    numpy, never a Python sort of the corpus), shuffled within each length every epoch, and cut
+    into consecutive batches, so padding stays small; the order of the batches is then
+    shuffled. A batch holds `batch_size` examples, or as many as fit `max_tokens` padded
+    tokens (B * longest), or both. With several ranks, rank r takes batches r, r + R, ...;
+    every rank gets the same count (the last few batches repeat to even them out), so no rank
+    waits for another at the end of an epoch. `budget_key` is the setting an example longer
+    than `max_tokens` is reported against.
     """
 
     def __init__(
         self,
-        lengths: Sequence[int],
+        lengths: Sequence[int] | np.ndarray,
         batch_size: int | None = None,
         max_tokens: int | None = None,
         shuffle: bool = True,
@@ -46,6 +49,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.shuffle, self.seed, self.epoch = shuffle, seed, 0
         self.num_replicas, self.rank = num_replicas, rank
         self.skip = 0  # batches of this epoch already trained on (resuming mid-epoch)
+        self._cached: tuple[int, list[np.ndarray]] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -54,28 +58,45 @@ class BucketBatchSampler(Sampler[list[int]]):
         """Continue `epoch` after its first `done` batches (of this rank), once."""
         self.epoch, self.skip = epoch, done
 
-    def batches(self) -> list[list[int]]:
-        """All batches of this epoch, before sharding."""
+    def _capacity(self, length: int) -> int:
+        """Examples of this length (or shorter) that fit one batch."""
+        cap = self.batch_size or len(self.lengths)
+        if self.max_tokens is not None:
+            cap = min(cap, self.max_tokens // max(length, 1))
+        return max(cap, 1)
+
+    def batches(self) -> list[np.ndarray]:
+        """All batches of this epoch (arrays of example indices), before sharding."""
+        if self._cached is not None and self._cached[0] == self.epoch:
+            return self._cached[1]
         rng = np.random.default_rng((self.seed, self.epoch))
-        if self.shuffle:
-            order = np.lexsort((rng.permutation(len(self.lengths)), self.lengths))
-        else:
-            order = np.argsort(self.lengths, kind="stable")
-        batches, current, longest = [], [], 0
-        for i in order.tolist():
-            n = self.lengths[i]
-            grown = max(longest, n)
-            full = self.batch_size is not None and len(current) >= self.batch_size
-            over = self.max_tokens is not None and grown * (len(current) + 1) > self.max_tokens
-            if current and (full or over):
-                batches.append(current)
-                current, grown = [], n
-            current.append(i)
-            longest = grown
-        if current:
-            batches.append(current)
+        n = len(self.lengths)
+        order = rng.permutation(n) if self.shuffle else np.arange(n)
+        # counting sort by length: stable, so examples of one length keep their shuffled order
+        counts = np.bincount(self.lengths, minlength=1)
+        order = order[np.argsort(self.lengths[order], kind="stable")]
+        cuts, start, open_count = [], 0, 0  # positions in `order` where a batch ends
+        for length in np.flatnonzero(counts).tolist():
+            end = start + int(counts[length])
+            cap, pos = self._capacity(length), start
+            if open_count >= cap:  # the open batch cannot take longer examples: close it
+                cuts.append(pos)
+                open_count = 0
+            if open_count:
+                take = min(cap - open_count, end - pos)
+                pos, open_count = pos + take, open_count + take
+                if open_count == cap:
+                    cuts.append(pos)
+                    open_count = 0
+            if pos < end:
+                full = (end - pos) // cap
+                cuts.extend(range(pos + cap, pos + full * cap + 1, cap))
+                open_count = (end - pos) - full * cap
+            start = end
+        batches = [b for b in np.split(order, cuts) if len(b)]
         if self.shuffle:
             batches = [batches[j] for j in rng.permutation(len(batches))]
+        self._cached = (self.epoch, batches)
         return batches
 
     def __iter__(self) -> Iterator[list[int]]:
@@ -84,7 +105,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         per_rank = -(-len(batches) // self.num_replicas)
         padded = batches + batches[: per_rank * self.num_replicas - len(batches)]
         skip, self.skip = self.skip, 0
-        return iter(padded[self.rank :: self.num_replicas][skip:])
+        return (b.tolist() for b in padded[self.rank :: self.num_replicas][skip:])
 
     def __len__(self) -> int:
         return -(-len(self.batches()) // self.num_replicas)

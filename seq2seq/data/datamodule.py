@@ -1,26 +1,30 @@
-"""The LightningDataModule: source pairs -> tokenizer -> ids (reversed if asked) -> batches."""
+"""The LightningDataModule: source pairs -> tokenizer -> cached ids -> filtered -> batches."""
 
 from __future__ import annotations
 
 import inspect
 import logging
+import os
 from pathlib import Path
 
+import datasets
+import numpy as np
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 
 from seq2seq.data.batching import BucketBatchSampler, collate, reverse_source
-from seq2seq.data.sources import Pair, Source, default_cache_dir
-from seq2seq.data.tokenizer import Tokenizer, build_tokenizer
+from seq2seq.data.preprocess import encoded_split, lengths, subsample
+from seq2seq.data.sources import Source, default_cache_dir, digest
+from seq2seq.data.tokenizer import Tokenizer, TokenizerSpec, build_tokenizer
 from seq2seq.errors import UserError
 
 log = logging.getLogger(__name__)
 
 
 class EncodedPairs(Dataset):
-    """Token ids of one split; `tgt` is None for source-only input (translation)."""
+    """Token ids of sentences held in memory; `tgt` is None for source-only input (translation)."""
 
     def __init__(self, src: list[list[int]], tgt: list[list[int]] | None = None) -> None:
         self.src, self.tgt = src, tgt
@@ -38,46 +42,79 @@ class EncodedPairs(Dataset):
         return [max(len(s), len(t)) + 1 for s, t in zip(self.src, self.tgt)]
 
 
-def encode_pairs(
-    tokenizer: Tokenizer, pairs: list[Pair], reverse: bool, max_len: int | None = None
-) -> tuple[EncodedPairs, list[int]]:
-    """Tokenise pairs, dropping empty ones and those with a side >= `max_len` (with EOS/BOS).
-
-    Returns the data and the indices of the kept pairs.
-    """
-    src = tokenizer.encode_src([s for s, _ in pairs])
-    tgt = tokenizer.encode_tgt([t for _, t in pairs])
-    keep = [
-        i
-        for i, (s, t) in enumerate(zip(src, tgt))
-        if s and t and (max_len is None or max(len(s), len(t)) < max_len)
-    ]
-    if reverse:
-        src = [reverse_source(s) for s in src]
-    return EncodedPairs([src[i] for i in keep], [tgt[i] for i in keep]), keep
-
-
 def encode_sources(tokenizer: Tokenizer, texts: list[str], reverse: bool) -> EncodedPairs:
     ids = tokenizer.encode_src(texts)
     return EncodedPairs([reverse_source(s) if reverse else s for s in ids])
 
 
+class CachedPairs(Dataset):
+    """The kept `rows` of a split's token ids in the Arrow cache (memory-mapped, shared by
+    every process); example i is row `rows[i]`, its source reversed if asked."""
+
+    def __init__(self, ids: datasets.Dataset, rows: np.ndarray, reverse: bool) -> None:
+        self.ids, self.rows, self.reverse = ids, rows, reverse
+        self.src_lens, self.tgt_lens = lengths(ids, "src")[rows], lengths(ids, "tgt")[rows]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitems__(self, indices: list[int]) -> list[dict]:
+        """A whole batch in one Arrow read (DataLoader calls this when it exists)."""
+        got = self.ids[self.rows[indices].tolist()]
+        return [{"idx": i, "src": reverse_source(s) if self.reverse else s, "tgt": t}
+                for i, s, t in zip(indices, got["src"], got["tgt"])]  # fmt: skip
+
+    def __getitem__(self, i: int) -> dict:
+        return self.__getitems__([i])[0]
+
+    def lengths(self) -> np.ndarray:
+        """Per-example cost for batching: the longer side, with its EOS/BOS."""
+        return np.maximum(self.src_lens, self.tgt_lens) + 1
+
+
+def length_filter(
+    src_lens: np.ndarray, tgt_lens: np.ndarray, max_len: int | None, max_ratio: float | None
+) -> tuple[np.ndarray, dict[str, int]]:
+    """Rows to keep, and how many were dropped for each reason (in this order): an empty side;
+    a side of `max_len` tokens or more (with its EOS/BOS); a longer/shorter side ratio above
+    `max_ratio` (lengths without EOS/BOS)."""
+    longer, shorter = np.maximum(src_lens, tgt_lens), np.minimum(src_lens, tgt_lens)
+    empty = shorter == 0
+    long = ~empty & (longer + 1 > max_len) if max_len else np.zeros_like(empty)
+    ratio = ~empty & ~long & (longer > max_ratio * shorter) if max_ratio else np.zeros_like(empty)
+    keep = np.flatnonzero(~(empty | long | ratio))
+    return keep, {"empty": int(empty.sum()), "long": int(long.sum()), "ratio": int(ratio.sum())}
+
+
 class TranslationDataModule(pl.LightningDataModule):
-    """Train and validation data for one language pair, with its sentencepiece tokenizer."""
+    """Train and validation data for one language pair, with its tokenizer.
+
+    `prepare_data` (rank 0 of each node) trains the tokenizer and tokenises both splits into
+    the Arrow cache; `setup` (every rank) memory-maps them and filters by length. Both are
+    idempotent and find the cache by key, so a second run starts without tokenising.
+    """
 
     def __init__(
         self,
         source: Source,
         train_split: str = "train",
         valid_split: str = "val",
+        tokenizer: str = "sentencepiece",
         vocab_size: int = 8000,
         spm_model_type: str = "unigram",
         joint_vocab: bool = True,
+        spm_sample: int = 1_000_000,
+        src_words: int = 160_000,
+        tgt_words: int = 80_000,
         reverse_source: bool = True,
         batch_size: int | None = 128,
         max_tokens: int | None = None,
         valid_max_tokens: int = 8000,
         max_len: int = 128,
+        max_len_ratio: float | None = None,
+        max_train_pairs: int | None = None,
+        strict: bool = False,
+        num_proc: int | None = None,
         num_workers: int = 0,
         seed: int = 0,
         cache_dir: str | None = None,
@@ -85,10 +122,16 @@ class TranslationDataModule(pl.LightningDataModule):
         super().__init__()
         self.source = source
         self.train_split, self.valid_split = train_split, valid_split
-        self.vocab_size, self.spm_model_type, self.joint_vocab = (
-            vocab_size,
-            spm_model_type,
-            joint_vocab,
+        self.spec = TokenizerSpec(
+            kind=tokenizer,
+            vocab_size=vocab_size,
+            model_type=spm_model_type,
+            joint=joint_vocab,
+            sample=spm_sample,
+            src_words=src_words,
+            tgt_words=tgt_words,
+            src_lang=source.src,
+            tgt_lang=source.tgt,
         )
         self.reverse_source = reverse_source
         self.resume_at: tuple[int, int] | None = None  # (epoch, batches done): set on resume
@@ -97,50 +140,93 @@ class TranslationDataModule(pl.LightningDataModule):
             max_tokens,
             valid_max_tokens,
         )
-        self.max_len, self.num_workers, self.seed = max_len, num_workers, seed
+        self.max_len, self.max_len_ratio, self.strict = max_len, max_len_ratio, strict
+        self.max_train_pairs = max_train_pairs
+        self.num_proc = num_proc or min(8, os.cpu_count() or 1)
+        self.num_workers, self.seed = num_workers, seed
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
         self.tokenizer: Tokenizer | None = None
         self.valid_refs: list[str] = []
 
+    def _train_raw(self) -> datasets.Dataset:
+        return subsample(self.source.dataset(self.train_split), self.max_train_pairs)
+
     def prepare_tokenizer(self) -> Tokenizer:
-        """Load the training pairs and train (or reuse) the tokenizer; idempotent."""
+        """Train (or reuse) the tokenizer on the training split; idempotent."""
         if self.tokenizer is None:
-            self.train_pairs = self.source.pairs(self.train_split)
+            data_key = digest(self.source.key(self.train_split), self.max_train_pairs)
             self.tokenizer = build_tokenizer(
-                self.train_pairs,
-                self.vocab_size,
-                self.spm_model_type,
-                self.joint_vocab,
-                self.cache_dir,
+                self._train_raw, data_key, self.spec, self.cache_dir, self.num_proc
             )
         return self.tokenizer
 
+    def _encoded(self, split: str, max_pairs: int | None = None) -> datasets.Dataset:
+        return encoded_split(
+            lambda: self.source.dataset(split),
+            self.source.key(split),
+            self.prepare_tokenizer(),
+            self.cache_dir,
+            split,
+            self.num_proc,
+            max_pairs,
+        )
+
+    def prepare_data(self) -> None:
+        self._encoded(self.train_split, self.max_train_pairs)
+        self._encoded(self.valid_split)
+
     def setup(self, stage: str | None = None) -> None:
-        tokenizer = self.prepare_tokenizer()
         if hasattr(self, "train_data"):
             return
-        self.train_data, kept = encode_pairs(
-            tokenizer, self.train_pairs, self.reverse_source, self.max_len
-        )
-        dropped = len(self.train_pairs) - len(kept)
-        if not kept:
+        ids = self._encoded(self.train_split, self.max_train_pairs)
+        src_lens, tgt_lens = lengths(ids, "src"), lengths(ids, "tgt")
+        self._check_empty(self.train_split, src_lens, tgt_lens)
+        keep, dropped = length_filter(src_lens, tgt_lens, self.max_len, self.max_len_ratio)
+        if not len(keep):
             raise UserError(
-                f"data.max_len={self.max_len}: every one of the {dropped} {self.train_split} "
-                "pairs has an empty side or one this long (in subword tokens); raise data.max_len"
+                f"data.max_len={self.max_len}: every one of the {len(ids)} {self.train_split} "
+                "pairs has an empty side or one this long (in tokens); raise data.max_len"
             )
         log.log(
-            logging.WARNING if dropped else logging.INFO,  # data left out: say so
-            "train: %d pairs (%d dropped: empty or longer than data.max_len=%d tokens)",
-            len(kept),
-            dropped,
+            logging.WARNING if len(keep) < len(ids) else logging.INFO,  # data left out: say so
+            "%s: %d of %d pairs kept; dropped %d with an empty side, %d longer than "
+            "data.max_len=%d tokens, %d with a length ratio above data.max_len_ratio=%s",
+            self.train_split,
+            len(keep),
+            len(ids),
+            dropped["empty"],
+            dropped["long"],
             self.max_len,
+            dropped["ratio"],
+            self.max_len_ratio,
         )
-        valid_pairs = self.source.pairs(self.valid_split)
-        # Validation keeps every pair (BLEU is over the whole set), whatever its length.
-        self.valid_data, kept = encode_pairs(tokenizer, valid_pairs, self.reverse_source)
-        self.valid_refs = [valid_pairs[i][1] for i in kept]
-        if len(kept) < len(valid_pairs):
-            log.warning("valid: %d pairs with an empty side skipped", len(valid_pairs) - len(kept))
+        self.train_data = CachedPairs(ids, keep, self.reverse_source)
+        # Validation keeps every pair with two sides (BLEU is over the whole set), whatever
+        # its length.
+        ids = self._encoded(self.valid_split)
+        src_lens, tgt_lens = lengths(ids, "src"), lengths(ids, "tgt")
+        self._check_empty(self.valid_split, src_lens, tgt_lens)
+        keep, _ = length_filter(src_lens, tgt_lens, None, None)
+        self.valid_data = CachedPairs(ids, keep, self.reverse_source)
+        refs = self.source.dataset(self.valid_split)["tgt"]
+        self.valid_refs = [refs[int(i)].strip() for i in keep]
+        if len(keep) < len(ids):
+            log.warning("%s: %d pairs with an empty side skipped", self.valid_split,
+                        len(ids) - len(keep))  # fmt: skip
+
+    def _check_empty(self, split: str, src_lens: np.ndarray, tgt_lens: np.ndarray) -> None:
+        """With `data.strict`, a pair with an empty side is an error rather than dropped."""
+        empty = np.flatnonzero(np.minimum(src_lens, tgt_lens) == 0)
+        if self.strict and len(empty):
+            where = (
+                "pair"
+                if split != self.train_split or not self.max_train_pairs
+                else ("pair of the data.max_train_pairs subsample")
+            )
+            raise UserError(
+                f"data.strict=true: {split} has {len(empty)} pairs with an empty side "
+                f"(the first is {where} {empty[0] + 1}); remove them or set data.strict=false"
+            )
 
     def train_dataloader(self) -> DataLoader:
         trainer = self.trainer

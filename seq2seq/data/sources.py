@@ -1,16 +1,26 @@
 """Where sentence pairs come from: the demo corpus, `{split}.{lang}` text files, or HF datasets.
 
-Every source has `pairs(split) -> list[(source, target)]` of raw, untokenised strings and
-`splits() -> list[str]`; nothing else about a source is visible to the rest of the code.
+Every source has `dataset(split)`: an HF `datasets.Dataset` with string columns `src` and `tgt`,
+on disk (Arrow, memory-mapped), so a corpus of tens of millions of pairs never sits in a Python
+list; `pairs(split)` is the same as a list, for the small splits evaluation reads. `key(split)`
+names the split's content (paths, sizes, modification times, hub revision) so caches built from
+it are found again without reading it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+from collections.abc import Iterator
+from itertools import zip_longest
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from seq2seq.errors import UserError
+
+if TYPE_CHECKING:
+    import datasets
 
 Pair = tuple[str, str]
 
@@ -21,49 +31,134 @@ class Source(Protocol):
 
     def splits(self) -> list[str]: ...
 
+    def dataset(self, split: str) -> datasets.Dataset: ...
+
     def pairs(self, split: str) -> list[Pair]: ...
+
+    def key(self, split: str) -> str: ...
 
 
 def default_cache_dir() -> Path:
-    """`$SEQ2SEQ_CACHE`, else `~/.cache/seq2seq`: demo corpora and tokenizers live here."""
+    """`$SEQ2SEQ_CACHE`, else `~/.cache/seq2seq`: corpora, tokenizers and token ids live here."""
     return Path(os.environ.get("SEQ2SEQ_CACHE", Path.home() / ".cache" / "seq2seq")).expanduser()
 
 
-def read_lines(path: Path) -> list[str]:
-    """One sentence per line, UTF-8; a clear error for a missing file or invalid bytes."""
+def digest(*parts: Any) -> str:
+    """sha256 of JSON-encoded parts: the name of a cache entry."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def file_stamp(path: str | Path) -> list:
+    """A file's identity for cache keys: absolute path, size and modification time."""
+    path = Path(path).expanduser().resolve()
     try:
-        data = path.read_bytes()
+        stat = path.stat()
+    except FileNotFoundError:
+        return [str(path), None]
+    return [str(path), stat.st_size, stat.st_mtime_ns]
+
+
+def _decode(line: bytes, path: Path, number: int, offset: int) -> str:
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(
+            f"{path}:{number}: invalid UTF-8 (byte {offset + e.start}); re-encode as UTF-8"
+        ) from None
+    if number == 1 and text.startswith("\ufeff"):
+        text = text[1:]
+    return text.strip()
+
+
+def iter_lines(path: Path) -> Iterator[str]:
+    """Stream one sentence per line, UTF-8, stripped; invalid bytes name the file and line."""
+    try:
+        f = path.open("rb")
     except FileNotFoundError:
         raise UserError(f"{path}: file not found") from None
+    offset = 0  # of the line in the file, for the error message
+    with f:
+        for number, line in enumerate(f, 1):
+            yield _decode(line, path, number, offset)
+            offset += len(line)
+
+
+def read_lines(path: Path) -> list[str]:
+    """All lines of a file (see `iter_lines`)."""
+    return list(iter_lines(path))
+
+
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as f:
+        return sum(1 for _ in f)
+
+
+def _aligned_pairs(src_path: str, tgt_path: str, stamp: str) -> Iterator[dict[str, str]]:
+    """Generator for `Dataset.from_generator`: aligned lines of two files, streamed.
+
+    `stamp` (both files' sizes and times) is only there to change the cache key with them; it
+    is a string because `datasets` splits list arguments into shards."""
+    paths = Path(src_path), Path(tgt_path)
+    count = 0
+    for src, tgt in zip_longest(iter_lines(paths[0]), iter_lines(paths[1])):
+        if src is None or tgt is None:
+            n_src, n_tgt = (_count_lines(p) for p in paths)
+            raise UserError(
+                f"{paths[0]} has {n_src} lines but {paths[1]} has {n_tgt}; "
+                "parallel files must align line by line"
+            )
+        count += 1
+        yield {"src": src, "tgt": tgt}
+    if count == 0:
+        raise UserError(f"{paths[0]}: empty file")
+
+
+def _generated(generator: Any, gen_kwargs: dict, cache_dir: Path, key: str) -> datasets.Dataset:
+    """`Dataset.from_generator`, cached under `cache_dir` by `key`; our own errors unwrapped."""
+    import datasets
+
+    features = datasets.Features({"src": datasets.Value("string"), "tgt": datasets.Value("string")})
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise UserError(
-            f"{path}:{line}: invalid UTF-8 (byte {e.start}); re-encode as UTF-8"
-        ) from None
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [line.rstrip("\r").strip() for line in lines]
+        return datasets.Dataset.from_generator(
+            generator,
+            features=features,
+            gen_kwargs=gen_kwargs,
+            cache_dir=str(cache_dir / "hf"),
+            fingerprint=key[:32],
+        )
+    except datasets.exceptions.DatasetGenerationError as e:
+        if isinstance(e.__cause__, UserError):
+            raise e.__cause__ from None
+        raise
+
+
+def as_pairs(ds: datasets.Dataset) -> list[Pair]:
+    """A split's rows as (source, target) strings."""
+    return list(zip(ds["src"], ds["tgt"]))
+
+
+def pairs_dataset(pairs: list[Pair]) -> datasets.Dataset:
+    """In-memory pairs as a split (columns `src`, `tgt`)."""
+    import datasets
+
+    return datasets.Dataset.from_dict({"src": [s for s, _ in pairs], "tgt": [t for _, t in pairs]})
 
 
 class TextFiles:
     """A directory of `{split}.{lang}` files with line i of each language aligned."""
 
-    def __init__(self, dir: str, src: str, tgt: str) -> None:
+    def __init__(self, dir: str, src: str, tgt: str, cache_dir: str | None = None) -> None:
         self.dir, self.src, self.tgt = Path(dir).expanduser(), src, tgt
         if not self.dir.is_dir():
             raise UserError(f"data.dir={dir}: not a directory")
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
 
     def splits(self) -> list[str]:
         """Splits with a file for both languages."""
         stems = {p.stem for p in self.dir.glob(f"*.{self.src}")}
         return sorted(s for s in stems if (self.dir / f"{s}.{self.tgt}").exists())
 
-    def pairs(self, split: str) -> list[Pair]:
+    def _paths(self, split: str) -> tuple[Path, Path]:
         src_path, tgt_path = self.dir / f"{split}.{self.src}", self.dir / f"{split}.{self.tgt}"
         if not src_path.exists() or not tgt_path.exists():
             missing = src_path if not src_path.exists() else tgt_path
@@ -71,15 +166,19 @@ class TextFiles:
                 f"{missing}: no such file; splits with both .{self.src} and .{self.tgt} in "
                 f"{self.dir}: {', '.join(self.splits()) or 'none'}"
             )
-        src_lines, tgt_lines = read_lines(src_path), read_lines(tgt_path)
-        if len(src_lines) != len(tgt_lines):
-            raise UserError(
-                f"{src_path} has {len(src_lines)} lines but {tgt_path} has {len(tgt_lines)}; "
-                "parallel files must align line by line"
-            )
-        if not src_lines:
-            raise UserError(f"{src_path}: empty file")
-        return list(zip(src_lines, tgt_lines))
+        return src_path, tgt_path
+
+    def key(self, split: str) -> str:
+        return digest("text_files", *(file_stamp(p) for p in self._paths(split)))
+
+    def dataset(self, split: str) -> datasets.Dataset:
+        src_path, tgt_path = self._paths(split)
+        kwargs = {"src_path": str(src_path), "tgt_path": str(tgt_path),
+                  "stamp": self.key(split)}  # fmt: skip
+        return _generated(_aligned_pairs, kwargs, self.cache_dir, self.key(split))
+
+    def pairs(self, split: str) -> list[Pair]:
+        return as_pairs(self.dataset(split))
 
 
 class Demo:
@@ -102,6 +201,7 @@ class Demo:
                     f"{', '.join(LANGS)}"
                 )
         self.src, self.tgt, self.num_train, self.seed = src, tgt, num_train, seed
+        self.cache_dir = cache_dir
         root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
         self.dir = root / "demo" / f"{src}-{tgt}-n{num_train}-s{seed}"
 
@@ -117,20 +217,30 @@ class Demo:
             except OSError:
                 if not (self.dir / "done").exists():
                     raise
-        return TextFiles(str(self.dir), self.src, self.tgt)
+        return TextFiles(str(self.dir), self.src, self.tgt, self.cache_dir)
 
     def splits(self) -> list[str]:
         return self._files().splits()
+
+    def key(self, split: str) -> str:
+        # generated deterministically from these settings: no need to read the files
+        return digest("demo", self.src, self.tgt, self.num_train, self.seed, split)
+
+    def dataset(self, split: str) -> datasets.Dataset:
+        return self._files().dataset(split)
 
     def pairs(self, split: str) -> list[Pair]:
         return self._files().pairs(split)
 
 
 class HFDataset:
-    """A dataset with the hub's `translation` schema: `{"translation": {"en": ..., "fr": ...}}`.
+    """An HF `datasets` dataset: a hub name (`wmt/wmt14`, `name="fr-en"`) or a builder such as
+    `parquet` / `json` with local `data_files={split: file}`; the code past the download is the
+    same. Rows are the hub's translation schema `{"translation": {"en": ..., "fr": ...}}` or one
+    column per language (`{"en": ..., "de": ...}`). `split_names` renames splits, so a hub copy
+    answers to the names its text files use (`{val: validation}`).
 
-    `path` is a hub name (`wmt14`, with `name="fr-en"`) or a builder such as `parquet` / `json`
-    with local `data_files={split: file}`; the code past the download is the same.
+    Nothing is read until `dataset()` is called: building the source never touches the network.
     """
 
     def __init__(
@@ -140,41 +250,74 @@ class HFDataset:
         tgt: str,
         name: str | None = None,
         data_files: dict[str, str] | None = None,
+        data_dir: str | None = None,
         revision: str | None = None,
+        split_names: dict[str, str] | None = None,
     ) -> None:
         self.path, self.name, self.src, self.tgt, self.revision = path, name, src, tgt, revision
         self.data_files = dict(data_files) if data_files else None
+        self.data_dir = data_dir
+        self.split_names = dict(split_names) if split_names else {}
+
+    def _describe(self) -> str:
+        return self.path + (f" ({self.name})" if self.name else "")
 
     def splits(self) -> list[str]:
         if self.data_files:
-            return sorted(self.data_files)
+            names = list(self.data_files)
+        else:
+            import datasets
+
+            names = datasets.get_dataset_split_names(
+                self.path, self.name, revision=self.revision, data_dir=self.data_dir
+            )
+        inverse = {hub: ours for ours, hub in self.split_names.items()}
+        return sorted(inverse.get(n, n) for n in names)
+
+    def key(self, split: str) -> str:
+        files = {k: file_stamp(v) if Path(str(v)).expanduser().exists() else v
+                 for k, v in (self.data_files or {}).items()}  # fmt: skip
+        return digest("hf", self.path, self.name, self.revision, self.data_dir, files,
+                      self.split_names.get(split, split))  # fmt: skip
+
+    def dataset(self, split: str) -> datasets.Dataset:
         import datasets
 
-        return list(datasets.get_dataset_split_names(self.path, self.name, revision=self.revision))
-
-    def pairs(self, split: str) -> list[Pair]:
-        import datasets
-
+        hub_split = self.split_names.get(split, split)
         try:
             ds = datasets.load_dataset(
                 self.path,
                 self.name,
-                split=split,
+                split=hub_split,
                 data_files=self.data_files,
+                data_dir=self.data_dir,
                 revision=self.revision,
             )
         except ValueError as e:  # datasets says "Unknown split ..." with the available ones
-            raise UserError(f"data.path={self.path}: cannot load split {split!r}: {e}") from None
-        if "translation" not in ds.column_names:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise UserError(
-                f"data.path={self.path} split {split}: no 'translation' column "
-                f"(columns: {', '.join(ds.column_names)})"
-            )
-        rows = ds["translation"]
-        for lang in (self.src, self.tgt):
-            if rows and lang not in rows[0]:
+                f"data.path={self.path}: cannot load split {hub_split!r}: {first}"
+            ) from None
+        return self._columns(ds, split)
+
+    def _columns(self, ds: datasets.Dataset, split: str) -> datasets.Dataset:
+        """Rows of either schema -> string columns `src`, `tgt` (Arrow operations, no Python
+        loop over rows)."""
+        if "translation" in ds.column_names:
+            feature = ds.features["translation"]
+            langs = list(getattr(feature, "languages", None) or feature)
+            ds = ds.select_columns(["translation"]).flatten()
+            prefix = "translation."
+        else:
+            langs, prefix = list(ds.column_names), ""
+        for key, lang in (("src", self.src), ("tgt", self.tgt)):
+            if lang not in langs:
                 raise UserError(
-                    f"data.path={self.path}: language {lang!r} not in the translation column "
-                    f"(has {', '.join(rows[0])})"
+                    f"data.{key}={lang}: {self._describe()} split {split} has no {lang!r} "
+                    f"(languages: {', '.join(langs)})"
                 )
-        return [(row[self.src].strip(), row[self.tgt].strip()) for row in rows]
+        ds = ds.select_columns([prefix + self.src, prefix + self.tgt])
+        return ds.rename_columns({prefix + self.src: "src", prefix + self.tgt: "tgt"})
+
+    def pairs(self, split: str) -> list[Pair]:
+        return [(s.strip(), t.strip()) for s, t in as_pairs(self.dataset(split))]
