@@ -117,9 +117,11 @@ def _by_rarity(
 ) -> list[dict] | None:  # fmt: skip
     """BLEU by average word rank, ranks counted on the training split's sources."""
     try:
-        train = source.pairs(data.get("train_split", "train"))
+        train = source.dataset(data.get("train_split", "train"))
     except UserError as e:
         log.warning("no BLEU by word rarity: %s", e)
         return None
-    ranks = word_ranks(s for s, _ in train[:limit])
+    if limit is not None and limit < len(train):
+        train = train.select(range(limit))  # the first `limit` sentences, read from Arrow
+    ranks = word_ranks(train["src"])
     return bleu_by_rarity(srcs, hyps, refs, ranks)

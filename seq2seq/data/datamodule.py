@@ -208,7 +208,7 @@ class TranslationDataModule(pl.LightningDataModule):
         self._check_empty(self.valid_split, src_lens, tgt_lens)
         keep, _ = length_filter(src_lens, tgt_lens, None, None)
         self.valid_data = CachedPairs(ids, keep, self.reverse_source)
-        refs = self.source.dataset(self.valid_split)["tgt"]
+        refs = list(self.source.dataset(self.valid_split)["tgt"])
         self.valid_refs = [refs[int(i)].strip() for i in keep]
         if len(keep) < len(ids):
             log.warning("%s: %d pairs with an empty side skipped", self.valid_split,
@@ -218,11 +218,8 @@ class TranslationDataModule(pl.LightningDataModule):
         """With `data.strict`, a pair with an empty side is an error rather than dropped."""
         empty = np.flatnonzero(np.minimum(src_lens, tgt_lens) == 0)
         if self.strict and len(empty):
-            where = (
-                "pair"
-                if split != self.train_split or not self.max_train_pairs
-                else ("pair of the data.max_train_pairs subsample")
-            )
+            subsampled = split == self.train_split and self.max_train_pairs
+            where = "pair of the data.max_train_pairs subsample" if subsampled else "pair"
             raise UserError(
                 f"data.strict=true: {split} has {len(empty)} pairs with an empty side "
                 f"(the first is {where} {empty[0] + 1}); remove them or set data.strict=false"

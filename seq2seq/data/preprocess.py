@@ -11,6 +11,8 @@ length columns) and changing `data.max_len` reuses the cache.
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import json
 import logging
 import os
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import datasets
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 from filelock import FileLock
 
@@ -81,6 +84,8 @@ def _build(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     num_proc = max(1, min(num_proc, len(ds) // 1000 or 1))  # small splits: no process pool
+    if num_proc > 1:
+        _release_memory()
     ds.map(
         _encode_batch,
         batched=True,
@@ -100,6 +105,17 @@ def _build(
     shutil.rmtree(entry, ignore_errors=True)
     tmp.replace(entry)
     log.info("%s: tokenised %d pairs in %.1f s into %s", name, len(ds), meta["seconds"], entry)
+
+
+def _release_memory() -> None:
+    """Hand freed heap back to the OS before forking the tokenising workers, which would
+    otherwise inherit it (after training a tokenizer it can be gigabytes)."""
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def lengths(ds: datasets.Dataset, column: str) -> np.ndarray:

@@ -160,6 +160,13 @@ def train_sentencepiece(
                 f"data.vocab_size={vocab_size}: the training data supports at most "
                 f"{found.group(1)} {model_type} pieces; lower data.vocab_size"
             ) from None
+        found = re.search(r"smaller than required_chars\. \d+ vs (\d+)", str(e))
+        if found:
+            raise UserError(
+                f"data.vocab_size={vocab_size}: the training data has {int(found.group(1)) - 4} "
+                "distinct characters, and each needs a piece (with 4 specials); raise "
+                "data.vocab_size"
+            ) from None
         raise
     return out.getvalue()
 
