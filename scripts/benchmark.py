@@ -5,6 +5,12 @@ python scripts/benchmark.py data [--sizes 500000 2000000] [--base DIR] [--num-pr
     Preprocessing of a synthetic corpus (DIR's train.en/train.fr repeated and perturbed; the demo
     corpus without --base): pairs/s and peak RSS per size, then the start-up time of a training
     run that finds the corpus cached. Prints a markdown table; --json writes the rows.
+
+python scripts/benchmark.py speed --data-dir DIR [--models A B] [--precisions 32-true bf16-mixed]
+                                  [--steps 60] [--repeats 2] [--json FILE]
+    Training target tokens/s (Lightning and a plain PyTorch loop, same batches), MFU, peak RSS,
+    and decoding sentences/s (greedy, beam 5, beam 12, outputs forced to 20 tokens) for the
+    speed issue's models A (2x256 LSTM) and B (3+3 Transformer, d_model 256) on Multi30k en-fr.
 """
 
 import argparse
@@ -34,13 +40,28 @@ def main() -> None:
     )
     data.add_argument("--startup-repeats", type=int, default=3)
     data.add_argument("--json", type=Path, default=None)
+    speed = sub.add_parser("speed", help="training and decoding speed of models A and B")
+    speed.add_argument("--data-dir", required=True, help="Multi30k text files (train.en, ...)")
+    speed.add_argument("--models", nargs="+", default=["A", "B"], choices=["A", "B"])
+    speed.add_argument("--precisions", nargs="+", default=["32-true", "bf16-mixed"])
+    speed.add_argument("--steps", type=int, default=60)
+    speed.add_argument("--warmup", type=int, default=20)
+    speed.add_argument("--repeats", type=int, default=2)
+    speed.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
-    from seq2seq.benchmark_data import data_benchmark, markdown
-
     with user_errors(), tempfile.TemporaryDirectory() as tmp:
-        workdir = args.workdir or Path(tmp)
-        rows = data_benchmark(args.sizes, workdir, args.base, args.num_proc, args.startup_repeats)
+        if args.what == "data":
+            from seq2seq.benchmark_data import data_benchmark, markdown
+
+            workdir = args.workdir or Path(tmp)
+            rows = data_benchmark(args.sizes, workdir, args.base, args.num_proc,
+                                  args.startup_repeats)  # fmt: skip
+        else:
+            from seq2seq.benchmark_speed import markdown, speed_benchmark
+
+            rows = speed_benchmark(args.data_dir, args.models, args.precisions, args.steps,
+                                   args.warmup, args.repeats)  # fmt: skip
     print(markdown(rows))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1) + "\n")

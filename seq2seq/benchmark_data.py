@@ -2,8 +2,9 @@
 corpus, and the start-up time of a run that finds it cached.
 
 A corpus of N pairs is made by repeating a base corpus (Multi30k's training text files, or the
-demo corpus when none is given) with every repetition perturbed: each round drops a different
-word from each side, so lines differ and the tokenizer meets a realistic text. Each
+demo corpus when none is given) with every repetition perturbed: in round r the source drops
+word r - 1 (none in round 0) and the target word r, so lines differ from round to round and
+the tokenizer meets realistic text. Each
 measurement runs in a fresh process (peak RSS is per process and its children) with the
 settings of `scripts/train.py data=text_files`, so what is measured is what a run does.
 """
@@ -195,16 +196,16 @@ def startup_seconds(overrides: list[str], run_dir: Path) -> float:
 
 def data_benchmark(
     sizes: list[int], workdir: Path, base: Path | None = None, num_proc: int = 2,
-    startup_repeats: int = 3,
+    startup_repeats: int = 3, extra: tuple[str, ...] | list[str] = (),
 ) -> list[dict]:  # fmt: skip
     """For each corpus size: a cold preprocessing run (fresh cache), then `startup_repeats`
-    cached starts of training. Returns one result row per size."""
+    cached starts of training (`extra`: more train.py overrides). One result row per size."""
     rows = []
     for n in sizes:
         corpus = make_corpus(workdir / f"corpus-{n}", n, base)
         cache = workdir / f"cache-{n}"
         shutil.rmtree(cache, ignore_errors=True)
-        overrides = _train_overrides(corpus, cache, num_proc)
+        overrides = [*_train_overrides(corpus, cache, num_proc), *extra]
         row = {"size": n, "num_proc": num_proc, **_preprocess(overrides)}
         row["pairs_per_s"] = round(n / row["total_s"])
         row["tokenise_pairs_per_s"] = round(n / row["tokenise_s"])

@@ -85,7 +85,8 @@ def plain_tokens_per_second(cfg: DictConfig, steps: int, warmup: int) -> float:
         loss = loss / (batch["src"].size(0) if per_sentence else batch["ntokens"])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+        if cfg.optim.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
         optimizer.step()
         if step + 1 == warmup:
             start = time.perf_counter()

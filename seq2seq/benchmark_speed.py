@@ -1,0 +1,188 @@
+"""Training and decoding speed, comparable with the peers' table in the speed issue.
+
+Models: A = LSTM encoder-decoder without attention, 2 layers, 256 embed/hidden; B = Transformer
+3+3 layers, d_model 256, 4 heads, FFN 1024. Data: Multi30k en->fr with one joint 8k
+sentencepiece vocabulary, batches of ~4096 padded tokens. For each model and precision it
+measures, each in a fresh process (peak RSS is per process):
+
+- training target tokens/s in steady state (after `warmup` steps) through `Trainer.fit` (what
+  `scripts/train.py` runs) and through a plain PyTorch loop on the same batches;
+- model FLOPs utilisation: matmul FLOPs per target token, counted from the architecture
+  (`train_flops_per_target_token`), times tokens/s, over the measured matmul peak;
+- decoding sentences/s, greedy and beam 5 / 12, every output forced to exactly 20 tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = {
+    "A": ["experiment=multi30k_lstm", "model.hidden_size=256", "model.embed_dim=256",
+          "data.batch_size=null", "data.max_tokens=4096"],
+    "B": ["experiment=multi30k_transformer"],
+}  # fmt: skip
+
+
+def matmul_peak(device: str = "cpu", dtype: torch.dtype = torch.float32, n: int = 2048) -> float:
+    """Measured FLOP/s of an n x n matmul (best of 5 after a warm-up)."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    best = float("inf")
+    for i in range(6):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        a @ b
+        if device == "cuda":
+            torch.cuda.synchronize()
+        if i:
+            best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best
+
+
+def train_flops_per_target_token(model_cfg: dict, src_per_tgt: float, tgt_len: float) -> float:
+    """Matmul FLOPs of one training step (forward + backward = 3 x forward, 2 FLOPs a
+    multiply-add) per target token, with `src_per_tgt` source tokens per target token and
+    target sentences of `tgt_len` tokens (for attention scores)."""
+    vocab = model_cfg["tgt_vocab_size"]
+    if "d_model" in model_cfg:
+        d, f = model_cfg["d_model"], model_cfg["dim_feedforward"]
+        n_enc, n_dec = model_cfg["num_encoder_layers"], model_cfg["num_decoder_layers"]
+        src_len = tgt_len * src_per_tgt
+        enc = n_enc * (4 * d * d + 2 * d * f + 2 * d * src_len)  # per source token
+        # self-attention scores over the whole (masked) prefix, as dense kernels compute them
+        dec = n_dec * (4 * d * d + 2 * d * d + 2 * d * f + 2 * d * tgt_len + 2 * d * src_len)
+        cross_kv = n_dec * 2 * d * d  # per source token
+        macs = (enc + cross_kv) * src_per_tgt + dec + d * vocab
+    else:
+        h, e, n = model_cfg["hidden_size"], model_cfg["embed_dim"], model_cfg["num_layers"]
+        stack = 4 * h * (e + h) + (n - 1) * 4 * h * (h + h)
+        macs = stack * src_per_tgt + stack + h * vocab
+    return 6 * macs
+
+
+def _compose(overrides: list[str]):  # noqa: ANN202 (a DictConfig)
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        return compose("train", overrides=overrides)
+
+
+def _peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+
+def train_child(overrides: list[str], loop: str, steps: int, warmup: int) -> dict:
+    """In a fresh process: tokens/s of `loop` ('plain' or 'lightning'), peak RSS, FLOPs."""
+    from seq2seq.overhead import _setup, lightning_tokens_per_second, plain_tokens_per_second
+
+    cfg = _compose(overrides)
+    measure = plain_tokens_per_second if loop == "plain" else lightning_tokens_per_second
+    tok_s = measure(cfg, steps, warmup)
+    datamodule, model_cfg = _setup(cfg)
+    batches = list(datamodule.train_dataloader())
+    src = sum(int(b["src_lens"].sum()) for b in batches)
+    tgt = sum(b["ntokens"] for b in batches)
+    sentences = sum(len(b["src_lens"]) for b in batches)
+    flops = train_flops_per_target_token(dict(model_cfg), src / tgt, tgt / sentences)
+    return {"tok_s": tok_s, "peak_rss_gb": _peak_rss_gb(), "flops_per_token": flops}
+
+
+def decode_child(overrides: list[str], split: str, length: int, beams: list[int]) -> dict:
+    """In a fresh process: sentences/s of a (randomly initialised) model, outputs forced to
+    `length` tokens, for each beam size."""
+    from hydra.utils import instantiate
+
+    from seq2seq.overhead import _setup
+    from seq2seq.translate import translate_texts
+
+    cfg = _compose(overrides)
+    datamodule, model_cfg = _setup(cfg)
+    torch.manual_seed(0)
+    model = instantiate(model_cfg).eval()
+    texts = [s for s, _ in datamodule.source.pairs(split)]
+    out = {}
+    bf16 = str(cfg.trainer.precision).startswith("bf16")
+    n = length + 1  # tokens + EOS
+    for beam in beams:
+        times = []
+        for _ in range(2):
+            start = time.perf_counter()
+            with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+                translate_texts(model, datamodule.tokenizer, texts, cfg.data.reverse_source,
+                                beam_size=beam, min_len=n, max_len_a=n, max_len_b=0.0)  # fmt: skip
+            times.append(time.perf_counter() - start)
+        out[f"beam{beam}_sent_s"] = len(texts) / statistics.median(times)
+    out["peak_rss_gb"] = _peak_rss_gb()
+    return out
+
+
+def _child(function: str, *args: object) -> dict:
+    code = ("import json, sys; from seq2seq import benchmark_speed as b; "
+            f"print(json.dumps(b.{function}(*json.loads(sys.argv[1]))))")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code, json.dumps(args)], capture_output=True,
+                          text=True, check=False)  # fmt: skip
+    if proc.returncode:
+        raise RuntimeError(f"{function} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def speed_benchmark(
+    data_dir: str, models: list[str], precisions: list[str], steps: int = 60, warmup: int = 20,
+    repeats: int = 2, beams: tuple[int, ...] = (1, 5, 12), split: str = "test_2016_flickr",
+    cache_dir: str | None = None,
+) -> list[dict]:  # fmt: skip
+    """One row per (model, precision): medians of `repeats` alternating plain/Lightning runs."""
+    peaks = {"32-true": matmul_peak(dtype=torch.float32),
+             "bf16-mixed": matmul_peak(dtype=torch.bfloat16)}  # fmt: skip
+    rows = []
+    for name in models:
+        for precision in precisions:
+            overrides = [*MODELS[name], f"data.dir={data_dir}", f"trainer.precision={precision}",
+                         "trainer.enable_progress_bar=false"]  # fmt: skip
+            if cache_dir:
+                overrides.append(f"data.cache_dir={cache_dir}")
+            runs = {"plain": [], "lightning": []}
+            for _ in range(repeats):
+                for loop in runs:
+                    runs[loop].append(_child("train_child", overrides, loop, steps, warmup))
+            plain = statistics.median(r["tok_s"] for r in runs["plain"])
+            ours = statistics.median(r["tok_s"] for r in runs["lightning"])
+            flops = runs["lightning"][0]["flops_per_token"]
+            decode = _child("decode_child", overrides, split, 20, list(beams))
+            row = {
+                "model": name, "precision": precision, "tok_s": round(ours),
+                "plain_tok_s": round(plain), "vs_plain": round(ours / plain, 3),
+                "train_mflop_per_token": round(flops / 1e6, 1),
+                "mfu_fp32_peak": round(ours * flops / peaks["32-true"], 3),
+                "mfu_own_peak": round(ours * flops / peaks[precision], 3),
+                "peak_rss_gb": round(max(r["peak_rss_gb"] for r in runs["lightning"]), 2),
+                **{k: round(v, 1) for k, v in decode.items() if k.endswith("sent_s")},
+                "matmul_peak_gflops": {k: round(v / 1e9) for k, v in peaks.items()},
+                "runs": runs,
+            }  # fmt: skip
+            rows.append(row)
+            print(json.dumps({k: v for k, v in row.items() if k != "runs"}), flush=True)
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| model | precision | train tok/s | plain loop tok/s | ours/plain | MFLOP/tok "
+             "| share of fp32 peak | peak RSS | greedy sent/s | beam-5 sent/s | beam-12 sent/s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in rows:
+        lines.append(
+            f"| {r['model']} | {r['precision']} | {r['tok_s']:,} | {r['plain_tok_s']:,} "
+            f"| {r['vs_plain']:.2f} | {r['train_mflop_per_token']} | {r['mfu_fp32_peak']:.0%} "
+            f"| {r['peak_rss_gb']:.2f} GB | {r.get('beam1_sent_s', '-')} "
+            f"| {r.get('beam5_sent_s', '-')} | {r.get('beam12_sent_s', '-')} |"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,90 @@
+"""The benchmark scripts: FLOP counts, the synthetic corpus, and both benchmarks end to end on
+tiny data."""
+
+import pytest
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+from seq2seq.benchmark_data import _perturb, data_benchmark, make_corpus
+from seq2seq.benchmark_speed import (
+    decode_child,
+    markdown,
+    train_child,
+    train_flops_per_target_token,
+)
+from seq2seq.models.transformer import TransformerSeq2Seq
+from seq2seq.module import token_losses
+
+
+def test_lstm_flops_match_the_closed_form_and_the_issue():
+    cfg = {"tgt_vocab_size": 8000, "hidden_size": 256, "embed_dim": 256, "num_layers": 2}
+    layer = 4 * 256 * (256 + 256)  # multiply-adds of one LSTM layer per token
+    assert train_flops_per_target_token(cfg, 1.0, 20) == 6 * (2 * layer * 2 + 256 * 8000)
+    # the speed issue's model A: 24.0 MFLOP per target token on Multi30k (src/tgt ~ 0.9)
+    assert 23.5e6 < train_flops_per_target_token(cfg, 0.9, 13) < 24.5e6
+
+
+def test_transformer_flops_match_torch_flop_counter():
+    cfg = {"src_vocab_size": 50, "tgt_vocab_size": 50, "num_encoder_layers": 2,
+           "num_decoder_layers": 2, "d_model": 32, "nhead": 4, "dim_feedforward": 64,
+           "dropout": 0.0}  # fmt: skip
+    model = TransformerSeq2Seq(**cfg)
+    batch, src_len, tgt_len = 4, 12, 9
+    src = torch.randint(4, 50, (batch, src_len))
+    tgt = torch.randint(4, 50, (batch, tgt_len))
+    # the math kernel runs attention as matmuls, which the counter sees
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        logits = model(src, torch.full((batch,), src_len), tgt)
+        token_losses(logits, tgt, 0.0)[0].sum().backward()
+    counted = counter.get_total_flops() / (batch * tgt_len)
+    ours = train_flops_per_target_token(cfg, src_len / tgt_len, tgt_len)
+    assert ours == pytest.approx(counted, rel=1e-6)
+
+
+def test_synthetic_corpus_repeats_with_perturbations(tmp_path):
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "train.en").write_text("a b c\nd e\n")
+    (base / "train.fr").write_text("x y z\nu v\n")
+    for lang in ("en", "fr"):
+        (base / f"val.{lang}").write_text("v\n")
+    out = make_corpus(tmp_path / "out", 5, base)
+    assert (out / "train.en").read_text().splitlines() == ["a b c", "d e", "b c", "e", "a c"]
+    assert (out / "train.fr").read_text().splitlines() == ["y z", "v", "x z", "u", "x y"]
+    assert _perturb("one", 3) == "one"  # a single word is kept
+
+
+def test_data_benchmark_end_to_end(tmp_path):
+    base = tmp_path / "base"
+    base.mkdir()
+    pairs = [(f"the cat number {i} sleeps", f"le chat numéro {i} dort") for i in range(200)]
+    for k, lang in enumerate(("en", "fr")):
+        (base / f"train.{lang}").write_text("".join(p[k] + "\n" for p in pairs))
+        (base / f"val.{lang}").write_text("".join(p[k] + "\n" for p in pairs[:10]))
+    (row,) = data_benchmark([3000], tmp_path / "work", base, num_proc=2, startup_repeats=1,
+                            extra=["data.vocab_size=60"])  # fmt: skip
+    assert row["pairs"] == row["kept"] == 3000 and row["batches"] > 0
+    assert row["pairs_per_s"] > 0 and row["peak_anon_main_mb"] > 0
+    assert 0 < row["cached_startup_s"] < 120
+
+
+def test_speed_children_on_tiny_data(tmp_path):
+    pairs = [(f"the cat number {i} sleeps", f"le chat numéro {i} dort") for i in range(300)]
+    for k, lang in enumerate(("en", "fr")):
+        (tmp_path / f"train.{lang}").write_text("".join(p[k] + "\n" for p in pairs))
+        (tmp_path / f"val.{lang}").write_text("".join(p[k] + "\n" for p in pairs[:20]))
+    overrides = ["experiment=multi30k_transformer", f"data.dir={tmp_path}",
+                 f"data.cache_dir={tmp_path / 'cache'}", "data.vocab_size=60", "model.d_model=32",
+                 "model.dim_feedforward=64", "data.max_tokens=512",
+                 "trainer.enable_progress_bar=false"]  # fmt: skip
+    trained = train_child(overrides, "plain", steps=3, warmup=1)
+    assert trained["tok_s"] > 0 and trained["flops_per_token"] > 0
+    decoded = decode_child(overrides, "val", length=5, beams=[1, 2])
+    assert decoded["beam1_sent_s"] > 0 and decoded["beam2_sent_s"] > 0
+    row = {"model": "B", "precision": "bf16-mixed", "tok_s": 10, "plain_tok_s": 10,
+           "vs_plain": 1.0, "train_mflop_per_token": 1.0, "mfu_fp32_peak": 0.5,
+           "peak_rss_gb": 1.0, "beam1_sent_s": 3.0}  # fmt: skip
+    assert markdown([row]).splitlines()[-1] == (
+        "| B | bf16-mixed | 10 | 10 | 1.00 | 1.0 | 50% | 1.00 GB | 3.0 | - | - |"
+    )
