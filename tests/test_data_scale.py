@@ -259,7 +259,7 @@ def test_word_tokens_are_moses_and_decoding_detokenises():
 
 
 def test_word_counts_stream_in_parallel_shards():
-    ds = pairs_dataset(small_pairs(300))
+    ds = pairs_dataset(small_pairs(2400))
     assert count_words(ds, "en", "fr", num_proc=2) == count_words(ds, "en", "fr", num_proc=1)
 
 

@@ -153,7 +153,7 @@ def count_words(
     train: datasets.Dataset, src_lang: str, tgt_lang: str, num_proc: int = 1
 ) -> tuple[Counter, Counter]:
     """Word counts of the `src` and `tgt` columns, streamed in `num_proc` parallel shards."""
-    shards = max(1, min(num_proc, len(train)))
+    shards = max(1, min(num_proc, len(train) // 1000))  # small splits: no process pool
     jobs = [(train, i, shards, src_lang, tgt_lang) for i in range(shards)]
     if shards == 1:
         results = [_count_shard(jobs[0])]
