@@ -52,13 +52,13 @@ def main() -> None:
 
     with user_errors(), tempfile.TemporaryDirectory() as tmp:
         if args.what == "data":
-            from seq2seq.benchmark_data import data_benchmark, markdown
+            from seq2seq.benchmark.data import data_benchmark, markdown
 
             workdir = args.workdir or Path(tmp)
             rows = data_benchmark(args.sizes, workdir, args.base, args.num_proc,
                                   args.startup_repeats)  # fmt: skip
         else:
-            from seq2seq.benchmark_speed import markdown, speed_benchmark
+            from seq2seq.benchmark.speed import markdown, speed_benchmark
 
             rows = speed_benchmark(args.data_dir, args.models, args.precisions, args.steps,
                                    args.warmup, args.repeats)  # fmt: skip

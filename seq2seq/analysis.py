@@ -38,7 +38,7 @@ from seq2seq.models.lstm import LSTMSeq2Seq
 from seq2seq.models.transformer import TransformerSeq2Seq
 from seq2seq.module import token_losses
 from seq2seq.report import pyplot, save_figure
-from seq2seq.search import greedy_search
+from seq2seq.search import forced_length, greedy_search
 from seq2seq.train import model_config, train
 
 MIN_SENTENCES = 20  # a point of a gradient curve averages at least this many sentences
@@ -309,9 +309,7 @@ def _decode(model: nn.Module, length: int, vocab: int) -> None:
     """Greedy search for one sentence, forced to exactly `length` tokens (+ EOS)."""
     device = next(model.parameters()).device
     src = _tokens(1, length, vocab, device)
-    n = length + 1
-    greedy_search(model, src, torch.tensor([length], device=device), max_len_a=n, max_len_b=0.0,
-                  min_len=n)  # fmt: skip
+    greedy_search(model, src, torch.tensor([length], device=device), **forced_length(length))
 
 
 def _median_seconds(repeats: int, fn: Callable, model: nn.Module, *args: int) -> float:

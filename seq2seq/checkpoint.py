@@ -71,8 +71,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
 
 def same_tokenizer(a: dict, b: dict, side: str | None = None) -> bool:
     """Whether two checkpoints' tokenizer states are identical (one side, or both)."""
-    keys = [k for k in a.keys() | b.keys() if side is None or k in (side, f"words_{side}")]
-    return bool(keys) and all(k in a and k in b and torch.equal(a[k], b[k]) for k in keys)
+    sides = [side] if side else sorted(a.keys() | b.keys())
+    return all(k in a and k in b and torch.equal(a[k], b[k]) for k in sides)
 
 
 def load_models(paths: str | Path | list, device: str | torch.device = "cpu") -> Loaded:

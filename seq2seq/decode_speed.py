@@ -18,11 +18,13 @@ from omegaconf import DictConfig
 from seq2seq.checkpoint import load_models
 from seq2seq.evaluate import decode_kwargs, eval_source, pick_device
 from seq2seq.models.transformer import RecomputePrefix, TransformerSeq2Seq
+from seq2seq.search import forced_length
 from seq2seq.translate import translate_texts
 
 
-def _rate(repeats: int, model: torch.nn.Module, groups: list[list[str]], **kwargs: object
-          ) -> tuple[float, list[str]]:  # fmt: skip
+def sentences_per_second(
+    repeats: int, model: torch.nn.Module, groups: list[list[str]], **kwargs: object
+) -> tuple[float, list[str]]:
     """Sentences/s translating each group of texts in one call (median of `repeats`)."""
     seconds, out = [], []
     for _ in range(repeats):
@@ -48,19 +50,19 @@ def decode_speed(cfg: DictConfig) -> list[dict]:
             decode = {**decode_kwargs(cfg.decode), "beam_size": beam}
             outputs = {"natural": decode}
             if cfg.forced_length:  # tokens + EOS, no earlier and no later
-                n = cfg.forced_length + 1
-                outputs[f"forced {cfg.forced_length}"] = {**decode, "min_len": n, "max_len_a": n,
-                                                          "max_len_b": 0.0}  # fmt: skip
+                forced = forced_length(cfg.forced_length)
+                outputs[f"forced {cfg.forced_length}"] = {**decode, **forced}
             for output, kw in outputs.items():
                 row, reference = {"beam": beam, "output": output}, None
                 for name, model in models.items():
-                    rate, out = _rate(cfg.repeats, model, [texts], **common, **kw)
+                    rate, out = sentences_per_second(cfg.repeats, model, [texts], **common, **kw)
                     reference = reference or out
                     row[name] = rate
                     row[f"{name}_same"] = sum(a == b for a, b in zip(out, reference)) / len(out)
                 if alone:
-                    rate, out = _rate(cfg.repeats, loaded.model, [[t] for t in alone], **common,
-                                      **kw)  # fmt: skip
+                    groups = [[t] for t in alone]
+                    rate, out = sentences_per_second(cfg.repeats, loaded.model, groups, **common,
+                                                     **kw)  # fmt: skip
                     same = sum(a == b for a, b in zip(out, reference))
                     row["per_sentence"], row["per_sentence_same"] = rate, same / len(alone)
                 rows.append(row)

@@ -38,7 +38,8 @@ class _Clock(pl.Callback):
             self.end = now
 
 
-def _setup(cfg: DictConfig) -> tuple[TranslationDataModule, dict]:
+def datamodule_and_model(cfg: DictConfig) -> tuple[TranslationDataModule, dict]:
+    """The configured data, set up, and the model config with its vocabulary sizes."""
     datamodule = build_datamodule(cfg.data)
     tokenizer = datamodule.prepare_tokenizer()
     datamodule.setup("fit")
@@ -48,7 +49,7 @@ def _setup(cfg: DictConfig) -> tuple[TranslationDataModule, dict]:
 def lightning_tokens_per_second(cfg: DictConfig, steps: int, warmup: int) -> float:
     """`Trainer.fit` as `scripts/train.py` runs it (progress bar and loggers on, no validation)."""
     pl.seed_everything(cfg.seed, workers=True)
-    datamodule, model_cfg = _setup(cfg)
+    datamodule, model_cfg = datamodule_and_model(cfg)
     module = TranslationModule(
         model_config=model_cfg,
         tokenizer=datamodule.tokenizer,
@@ -71,7 +72,7 @@ def lightning_tokens_per_second(cfg: DictConfig, steps: int, warmup: int) -> flo
 def plain_tokens_per_second(cfg: DictConfig, steps: int, warmup: int) -> float:
     """The loop a PyTorch user would write by hand, on the same batches."""
     pl.seed_everything(cfg.seed, workers=True)
-    datamodule, model_cfg = _setup(cfg)
+    datamodule, model_cfg = datamodule_and_model(cfg)
     model = instantiate(model_cfg).train()
     optimizer = instantiate(cfg.optim.optimizer)(model.parameters())
     per_sentence = cfg.optim.loss_per == "sentence"

@@ -6,8 +6,8 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from seq2seq.benchmark_data import _perturb, data_benchmark, make_corpus
-from seq2seq.benchmark_speed import (
+from seq2seq.benchmark.data import _perturb, data_benchmark, make_corpus
+from seq2seq.benchmark.speed import (
     decode_child,
     markdown,
     train_child,

@@ -11,7 +11,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from seq2seq.checkpoint import load_checkpoint
+from seq2seq.checkpoint import load_checkpoint, same_tokenizer
 from seq2seq.data import preprocess
 from seq2seq.data.datamodule import TranslationDataModule, build_datamodule
 from seq2seq.data.preprocess import subsample
@@ -270,6 +270,8 @@ def test_word_tokenizer_state_round_trip(tmp_path):
     torch.save(state, tmp_path / "t.pt")
     back = tokenizer_from_state_dict(torch.load(tmp_path / "t.pt", weights_only=True))
     assert isinstance(back, WordTokenizer) and back.tgt.words == t.tgt.words
+    spm = tokenizer_for(small_pairs(50), vocab_size=60).state_dict()
+    assert same_tokenizer(back.state_dict(), state) and not same_tokenizer(spm, state, "tgt")
     text = ["The red cat sees 3 birds, says Ann."]
     assert back.encode_src(text) == t.encode_src(text)
     t.save(tmp_path / "tok")

@@ -51,9 +51,15 @@ class CachedPairs(Dataset):
     """The kept `rows` of a split's token ids in the Arrow cache (memory-mapped, shared by
     every process); example i is row `rows[i]`, its source reversed if asked."""
 
-    def __init__(self, ids: datasets.Dataset, rows: np.ndarray, reverse: bool) -> None:
+    def __init__(
+        self, ids: datasets.Dataset, rows: np.ndarray, reverse: bool,
+        src_lens: np.ndarray | None = None, tgt_lens: np.ndarray | None = None,
+    ) -> None:  # fmt: skip
+        """`src_lens`/`tgt_lens`: every row's token counts, when the caller has them already."""
         self.ids, self.rows, self.reverse = ids, rows, reverse
-        self.src_lens, self.tgt_lens = lengths(ids, "src")[rows], lengths(ids, "tgt")[rows]
+        src_lens = lengths(ids, "src") if src_lens is None else src_lens
+        tgt_lens = lengths(ids, "tgt") if tgt_lens is None else tgt_lens
+        self.src_lens, self.tgt_lens = src_lens[rows], tgt_lens[rows]
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -200,14 +206,14 @@ class TranslationDataModule(pl.LightningDataModule):
             dropped["ratio"],
             self.max_len_ratio,
         )
-        self.train_data = CachedPairs(ids, keep, self.reverse_source)
+        self.train_data = CachedPairs(ids, keep, self.reverse_source, src_lens, tgt_lens)
         # Validation keeps every pair with two sides (BLEU is over the whole set), whatever
         # its length.
         ids = self._encoded(self.valid_split)
         src_lens, tgt_lens = lengths(ids, "src"), lengths(ids, "tgt")
         self._check_empty(self.valid_split, src_lens, tgt_lens)
         keep, _ = length_filter(src_lens, tgt_lens, None, None)
-        self.valid_data = CachedPairs(ids, keep, self.reverse_source)
+        self.valid_data = CachedPairs(ids, keep, self.reverse_source, src_lens, tgt_lens)
         refs = list(self.source.dataset(self.valid_split)["tgt"])
         self.valid_refs = [refs[int(i)].strip() for i in keep]
         if len(keep) < len(ids):

@@ -173,9 +173,9 @@ class TextFiles:
 
     def dataset(self, split: str) -> datasets.Dataset:
         src_path, tgt_path = self._paths(split)
-        kwargs = {"src_path": str(src_path), "tgt_path": str(tgt_path),
-                  "stamp": self.key(split)}  # fmt: skip
-        return _generated(_aligned_pairs, kwargs, self.cache_dir, self.key(split))
+        key = self.key(split)
+        kwargs = {"src_path": str(src_path), "tgt_path": str(tgt_path), "stamp": key}
+        return _generated(_aligned_pairs, kwargs, self.cache_dir, key)
 
     def pairs(self, split: str) -> list[Pair]:
         return as_pairs(self.dataset(split))

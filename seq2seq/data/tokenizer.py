@@ -106,7 +106,7 @@ class SentencePieceTokenizer:
 
 def tokenizer_from_state_dict(state: dict[str, torch.Tensor]) -> Tokenizer:
     """The tokenizer a checkpoint stored (sentencepiece or word vocabularies)."""
-    if "words_src" in state:
+    if "kind" in state and to_bytes(state["kind"]) == b"word":
         from seq2seq.data.words import WordTokenizer
 
         return WordTokenizer.from_state_dict(state)

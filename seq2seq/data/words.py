@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,18 +30,23 @@ SPECIALS = ["<pad>", "<unk>", "<s>", "</s>"]  # ids PAD, UNK, BOS, EOS
 UNK_WORD = "UNK"  # what an unknown word decodes to (it scores as a wrong word, as in the paper)
 
 
+def moses_splitter(lang: str) -> Callable[[str], list[str]]:
+    """Text -> words, the one way words are split for counting and for encoding."""
+    from sacremoses import MosesTokenizer
+
+    moses = MosesTokenizer(lang=lang)
+    return lambda text: moses.tokenize(text, escape=False)
+
+
 class _Side:
     """One language: Moses tokenizer/detokenizer and a word <-> id table."""
 
     def __init__(self, lang: str, words: list[str]) -> None:
-        from sacremoses import MosesDetokenizer, MosesTokenizer
+        from sacremoses import MosesDetokenizer
 
         self.lang, self.words = lang, words
         self.index = {w: i for i, w in enumerate(words)}
-        self.moses, self.demoses = MosesTokenizer(lang=lang), MosesDetokenizer(lang=lang)
-
-    def split(self, text: str) -> list[str]:
-        return self.moses.tokenize(text, escape=False)
+        self.split, self.demoses = moses_splitter(lang), MosesDetokenizer(lang=lang)
 
     def encode(self, texts: list[str]) -> list[list[int]]:
         get = self.index.get
@@ -89,13 +94,14 @@ class WordTokenizer:
         return [self.tgt.decode(seq) for seq in ids]
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """Language and words (UTF-8, one per line) as uint8 tensors."""
-        return {"words_src": self.src.state(), "words_tgt": self.tgt.state()}
+        """Per side, language and words (UTF-8, one per line), as uint8 tensors."""
+        return {"kind": to_tensor(self.kind.encode()), "src": self.src.state(),
+                "tgt": self.tgt.state()}  # fmt: skip
 
     @classmethod
     def from_state_dict(cls, state: dict[str, torch.Tensor]) -> WordTokenizer:
         (src_lang, *src), (tgt_lang, *tgt) = (
-            to_bytes(state[k]).decode().split("\n") for k in ("words_src", "words_tgt")
+            to_bytes(state[k]).decode().split("\n") for k in ("src", "tgt")
         )
         return cls(src_lang, tgt_lang, src, tgt)
 
@@ -137,15 +143,13 @@ class WordTokenizer:
 
 def _count_shard(args: tuple) -> tuple[Counter, Counter]:
     train, index, shards, src_lang, tgt_lang = args
-    from sacremoses import MosesTokenizer
-
     shard = train.shard(num_shards=shards, index=index, contiguous=True)
     counts = (Counter(), Counter())
     for lang, column, counter in ((src_lang, "src", counts[0]), (tgt_lang, "tgt", counts[1])):
-        tok = MosesTokenizer(lang=lang)
+        split = moses_splitter(lang)
         for batch in shard.select_columns([column]).iter(batch_size=2000):
             for text in batch[column]:
-                counter.update(tok.tokenize(text, escape=False))
+                counter.update(split(text))
     return counts
 
 

@@ -4,16 +4,15 @@ corpus, and the start-up time of a run that finds it cached.
 A corpus of N pairs is made by repeating a base corpus (Multi30k's training text files, or the
 demo corpus when none is given) with every repetition perturbed: in round r the source drops
 word r - 1 (none in round 0) and the target word r, so lines differ from round to round and
-the tokenizer meets realistic text. Each
-measurement runs in a fresh process (peak RSS is per process and its children) with the
-settings of `scripts/train.py data=text_files`, so what is measured is what a run does.
+the tokenizer meets realistic text. Each measurement runs in a fresh process (peak RSS is per
+process and its children) with the settings of `scripts/train.py data=text_files`, so what is
+measured is what a run does.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -23,9 +22,8 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 
+from seq2seq.benchmark import ROOT, compose_train, in_fresh_process, peak_rss_mb
 from seq2seq.data.sources import Demo, iter_lines
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _perturb(line: str, round_: int) -> str:
@@ -58,14 +56,6 @@ def make_corpus(
     for lang in (src, tgt):
         shutil.copy(base / f"val.{lang}", out / f"val.{lang}")
     return out
-
-
-def _peak_rss_mb() -> dict[str, float]:
-    """Peak resident memory of this process and of its largest child, in MB (Linux: KB).
-    This counts pages of memory-mapped files that were read, which the kernel can drop."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"peak_rss_mb": round(own, 1), "peak_child_rss_mb": round(children, 1)}
 
 
 def _anon_mb(pid: int) -> float:
@@ -118,13 +108,9 @@ class AnonSampler(threading.Thread):
 
 def preprocess_child(overrides: list[str]) -> dict:
     """In a fresh process: read, train the tokenizer, tokenise and load, timing each phase."""
-    from hydra import compose, initialize_config_dir
-
     from seq2seq.data.datamodule import build_datamodule
 
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=overrides)
-    dm = build_datamodule(cfg.data)
+    dm = build_datamodule(compose_train(overrides).data)
     sampler = AnonSampler()
     sampler.start()
     times = {}
@@ -139,7 +125,7 @@ def preprocess_child(overrides: list[str]) -> dict:
     batches = len(dm.train_dataloader())
     times["total_s"] = time.perf_counter() - start
     return {"pairs": len(raw), "kept": len(dm.train_data), "batches": batches,
-            **{k: round(v, 2) for k, v in times.items()}, **_peak_rss_mb(),
+            **{k: round(v, 2) for k, v in times.items()}, **peak_rss_mb(),
             **sampler.stop()}  # fmt: skip
 
 
@@ -168,16 +154,6 @@ def _train_overrides(corpus: Path, cache: Path, num_proc: int) -> list[str]:
     ]
 
 
-def _preprocess(overrides: list[str]) -> dict:
-    code = ("import json, sys; from seq2seq.benchmark_data import preprocess_child; "
-            "print(json.dumps(preprocess_child(sys.argv[1:])))")  # fmt: skip
-    proc = subprocess.run([sys.executable, "-c", code, *overrides], capture_output=True,
-                          text=True, check=False)  # fmt: skip
-    if proc.returncode:
-        raise RuntimeError(f"preprocessing failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 def startup_seconds(overrides: list[str], run_dir: Path) -> float:
     """Wall time from launching `scripts/train.py` to the end of its first training step."""
     marker = run_dir / "first_step"
@@ -185,7 +161,7 @@ def startup_seconds(overrides: list[str], run_dir: Path) -> float:
     command = [sys.executable, str(ROOT / "scripts" / "train.py"), *overrides,
                "trainer.max_steps=1", "trainer.num_sanity_val_steps=0",
                "trainer.enable_progress_bar=false", f"hydra.run.dir={run_dir}",
-               "+callbacks.first={_target_: seq2seq.benchmark_data.FirstStep, "
+               "+callbacks.first={_target_: seq2seq.benchmark.data.FirstStep, "
                f"path: '{marker}'}}"]  # fmt: skip
     start = time.time()
     proc = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -206,7 +182,7 @@ def data_benchmark(
         cache = workdir / f"cache-{n}"
         shutil.rmtree(cache, ignore_errors=True)
         overrides = [*_train_overrides(corpus, cache, num_proc), *extra]
-        row = {"size": n, "num_proc": num_proc, **_preprocess(overrides)}
+        row = {"size": n, "num_proc": num_proc, **in_fresh_process(preprocess_child, overrides)}
         row["pairs_per_s"] = round(n / row["total_s"])
         row["tokenise_pairs_per_s"] = round(n / row["tokenise_s"])
         starts = [startup_seconds(overrides, workdir / f"run-{n}") for _ in range(startup_repeats)]

@@ -15,17 +15,13 @@ measures, each in a fresh process (peak RSS is per process):
 from __future__ import annotations
 
 import json
-import resource
 import statistics
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 
-ROOT = Path(__file__).resolve().parent.parent
+from seq2seq.benchmark import compose_train, in_fresh_process, peak_rss_mb
+
 MODELS = {
     "A": ["experiment=multi30k_lstm", "model.hidden_size=256", "model.embed_dim=256",
           "data.batch_size=null", "data.max_tokens=4096"],
@@ -71,68 +67,52 @@ def train_flops_per_target_token(model_cfg: dict, src_per_tgt: float, tgt_len: f
     return 6 * macs
 
 
-def _compose(overrides: list[str]):  # noqa: ANN202 (a DictConfig)
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        return compose("train", overrides=overrides)
-
-
 def _peak_rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    return peak_rss_mb()["peak_rss_mb"] / 1024
 
 
 def train_child(overrides: list[str], loop: str, steps: int, warmup: int) -> dict:
     """In a fresh process: tokens/s of `loop` ('plain' or 'lightning'), peak RSS, FLOPs."""
-    from seq2seq.overhead import _setup, lightning_tokens_per_second, plain_tokens_per_second
+    from seq2seq.overhead import (
+        datamodule_and_model,
+        lightning_tokens_per_second,
+        plain_tokens_per_second,
+    )
 
-    cfg = _compose(overrides)
+    cfg = compose_train(overrides)
     measure = plain_tokens_per_second if loop == "plain" else lightning_tokens_per_second
     tok_s = measure(cfg, steps, warmup)
-    datamodule, model_cfg = _setup(cfg)
-    batches = list(datamodule.train_dataloader())
-    src = sum(int(b["src_lens"].sum()) for b in batches)
-    tgt = sum(b["ntokens"] for b in batches)
-    sentences = sum(len(b["src_lens"]) for b in batches)
-    flops = train_flops_per_target_token(dict(model_cfg), src / tgt, tgt / sentences)
+    datamodule, model_cfg = datamodule_and_model(cfg)
+    data = datamodule.train_data  # token counts with EOS (source) and EOS/BOS (target)
+    src, tgt = int(data.src_lens.sum()) + len(data), int(data.tgt_lens.sum()) + len(data)
+    flops = train_flops_per_target_token(dict(model_cfg), src / tgt, tgt / len(data))
     return {"tok_s": tok_s, "peak_rss_gb": _peak_rss_gb(), "flops_per_token": flops}
 
 
 def decode_child(overrides: list[str], split: str, length: int, beams: list[int]) -> dict:
     """In a fresh process: sentences/s of a (randomly initialised) model, outputs forced to
-    `length` tokens, for each beam size."""
+    `length` tokens, for each beam size (median of 2)."""
     from hydra.utils import instantiate
 
-    from seq2seq.overhead import _setup
-    from seq2seq.translate import translate_texts
+    from seq2seq.decode_speed import sentences_per_second
+    from seq2seq.overhead import datamodule_and_model
+    from seq2seq.search import forced_length
 
-    cfg = _compose(overrides)
-    datamodule, model_cfg = _setup(cfg)
+    cfg = compose_train(overrides)
+    datamodule, model_cfg = datamodule_and_model(cfg)
     torch.manual_seed(0)
     model = instantiate(model_cfg).eval()
     texts = [s for s, _ in datamodule.source.pairs(split)]
-    out = {}
+    common = {"tokenizer": datamodule.tokenizer, "reverse_source": cfg.data.reverse_source,
+              **forced_length(length)}  # fmt: skip
     bf16 = str(cfg.trainer.precision).startswith("bf16")
-    n = length + 1  # tokens + EOS
-    for beam in beams:
-        times = []
-        for _ in range(2):
-            start = time.perf_counter()
-            with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
-                translate_texts(model, datamodule.tokenizer, texts, cfg.data.reverse_source,
-                                beam_size=beam, min_len=n, max_len_a=n, max_len_b=0.0)  # fmt: skip
-            times.append(time.perf_counter() - start)
-        out[f"beam{beam}_sent_s"] = len(texts) / statistics.median(times)
+    out = {}
+    with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+        for beam in beams:
+            rate, _ = sentences_per_second(2, model, [texts], beam_size=beam, **common)
+            out[f"beam{beam}_sent_s"] = rate
     out["peak_rss_gb"] = _peak_rss_gb()
     return out
-
-
-def _child(function: str, *args: object) -> dict:
-    code = ("import json, sys; from seq2seq import benchmark_speed as b; "
-            f"print(json.dumps(b.{function}(*json.loads(sys.argv[1]))))")  # fmt: skip
-    proc = subprocess.run([sys.executable, "-c", code, json.dumps(args)], capture_output=True,
-                          text=True, check=False)  # fmt: skip
-    if proc.returncode:
-        raise RuntimeError(f"{function} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def speed_benchmark(
@@ -153,11 +133,11 @@ def speed_benchmark(
             runs = {"plain": [], "lightning": []}
             for _ in range(repeats):
                 for loop in runs:
-                    runs[loop].append(_child("train_child", overrides, loop, steps, warmup))
+                    runs[loop].append(in_fresh_process(train_child, overrides, loop, steps, warmup))
             plain = statistics.median(r["tok_s"] for r in runs["plain"])
             ours = statistics.median(r["tok_s"] for r in runs["lightning"])
             flops = runs["lightning"][0]["flops_per_token"]
-            decode = _child("decode_child", overrides, split, 20, list(beams))
+            decode = in_fresh_process(decode_child, overrides, split, 20, list(beams))
             row = {
                 "model": name, "precision": precision, "tok_s": round(ours),
                 "plain_tok_s": round(plain), "vs_plain": round(ours / plain, 3),

@@ -1,0 +1,43 @@
+"""Benchmarks behind `scripts/benchmark.py`: `data` (preprocessing at scale) and `speed`
+(training and decoding). What both need: the training config, a fresh process per
+measurement (peak memory is per process) and that process's peak RSS."""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def compose_train(overrides: list[str]) -> DictConfig:
+    """`conf/train.yaml` with these overrides, as `scripts/train.py` would compose it."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        return compose("train", overrides=overrides)
+
+
+def peak_rss_mb() -> dict[str, float]:
+    """Peak resident memory of this process and of its largest child, in MB (Linux: KB).
+    This counts pages of memory-mapped files that were read, which the kernel can drop."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"peak_rss_mb": round(own, 1), "peak_child_rss_mb": round(children, 1)}
+
+
+def in_fresh_process(function: Callable[..., dict], *args: object) -> dict:
+    """`function(*args)` (module-level, JSON in and out) in a new Python process."""
+    code = (f"import json, sys; from {function.__module__} import {function.__name__} as f; "
+            "print(json.dumps(f(*json.loads(sys.argv[1]))))")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code, json.dumps(args)], capture_output=True,
+                          text=True, check=False)  # fmt: skip
+    if proc.returncode:
+        raise RuntimeError(f"{function.__name__} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
