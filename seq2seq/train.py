@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from datetime import timedelta
 from pathlib import Path
 
@@ -80,6 +81,28 @@ class SaveOnSigterm(pl.Callback):
             log.warning("SIGTERM: saved %s; rerun with resume=auto to continue", self.path)
 
 
+class StopAtEpoch(pl.Callback):
+    """Stop after a fractional number of epochs (`trainer.max_epochs=7.5`, Sutskever et al.
+    2014, §3.4), counted in optimizer steps as the learning-rate schedules count them."""
+
+    def __init__(self, epochs: float) -> None:
+        self.epochs = epochs
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
+        steps_per_epoch = math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches)
+        if trainer.global_step >= round(self.epochs * steps_per_epoch):
+            trainer.should_stop = True
+
+
+def fractional_epochs(trainer_cfg: dict) -> list[pl.Callback]:
+    """Lightning counts whole epochs: `max_epochs=7.5` runs into epoch 8 and stops halfway."""
+    epochs = trainer_cfg.get("max_epochs")
+    if not isinstance(epochs, float) or epochs.is_integer():
+        return []
+    trainer_cfg["max_epochs"] = math.ceil(epochs)
+    return [StopAtEpoch(epochs)]
+
+
 def resume_from(resume: str | None, run_dir: Path) -> str | None:
     """The checkpoint to continue from: `resume=auto` takes the newest readable one of the run
     (last.ckpt or a periodic one), skipping truncated or corrupt files; a path is checked."""
@@ -143,6 +166,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     log_version = f"resume{len(list(run_dir.glob('logs/resume*'))) + 1}" if ckpt_path else ""
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer_cfg["precision"] = _precision(trainer_cfg["precision"], trainer_cfg["accelerator"])
+    callbacks += fractional_epochs(trainer_cfg)
     trainer: pl.Trainer = instantiate(
         trainer_cfg,
         callbacks=callbacks,
