@@ -55,7 +55,7 @@ def test_paper_values_in_sutskever2014():
 
 
 def test_paper_values_in_transformer_experiments():
-    base = compose_train("experiment=transformer_base")
+    base = compose_train("experiment=transformer_base_wmt14_en_de")
     m = base.model
     assert (m.num_encoder_layers, m.num_decoder_layers, m.d_model, m.nhead) == (6, 6, 512, 8)
     assert (m.dim_feedforward, m.dropout, m.norm_first) == (2048, 0.1, False)
@@ -69,7 +69,7 @@ def test_paper_values_in_transformer_experiments():
     assert (d.beam_size, d.length_penalty, d.alpha) == (4, "gnmt", 0.6)
     assert (d.max_len_a, d.max_len_b) == (50, 1.0)
     assert base.checkpoint.keep_last == 5
-    big = compose_train("experiment=transformer_big")
+    big = compose_train("experiment=transformer_big_wmt14_en_de")
     assert (big.model.d_model, big.model.nhead, big.model.dim_feedforward) == (1024, 16, 4096)
     assert big.model.dropout == 0.3 and big.trainer.max_steps == 300000
     assert big.checkpoint.keep_last == 20 and big.optim.scheduler.d_model == 1024
