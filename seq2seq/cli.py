@@ -11,8 +11,9 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
-from hydra import compose
+from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -25,6 +26,17 @@ from hydra.errors import (
 from omegaconf import DictConfig, OmegaConf
 
 from seq2seq.errors import UserError
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def compose_config(name: str, overrides: list[str]) -> DictConfig:
+    """`conf/<name>.yaml` with these overrides, as its script would compose it; inside a
+    running `@hydra.main` app it uses that app's Hydra, elsewhere (tests, notebooks) its own."""
+    if GlobalHydra.instance().is_initialized():
+        return compose(name, overrides=overrides)
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        return compose(name, overrides=overrides)
 
 
 def run(main: Callable[[], object]) -> None:

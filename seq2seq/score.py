@@ -108,14 +108,33 @@ def score_lines(
             raise UserError(f"{tgt} has {len(tgts)} lines but {src} has {len(srcs)}")
         return [f"{s:.6f}" for s in score_pairs(model, tokenizer, srcs, tgts, reverse, max_tokens)]
     entries = read_nbest(nbest)
-    bad = next((e.id for e in entries if not 0 <= e.id < len(srcs)), None)
-    if bad is not None:
-        raise UserError(f"{nbest}: id {bad} but {src} has {len(srcs)} lines (ids count from 0)")
-    pair_srcs = [srcs[e.id] for e in entries]
-    scores = score_pairs(model, tokenizer, pair_srcs, [e.hyp for e in entries], reverse,
-                         max_tokens)  # fmt: skip
+    check_ids(entries, len(srcs), f"{nbest}", f"{src}")
+    scores = score_nbest(model, tokenizer, reverse, srcs, entries, max_tokens)
     if rescore_weight is None:
         return [f"{e.id} ||| {e.hyp} ||| {e.features} seq2seq= {s:.6f} ||| {e.score:.6f}"
                 for e, s in zip(entries, scores)]  # fmt: skip
-    best = rescore(entries, scores, rescore_weight)
-    return [best[i].hyp if i in best else "" for i in range(len(srcs))]
+    return best_per_source(entries, scores, len(srcs), rescore_weight)
+
+
+def check_ids(entries: list[NBestEntry], n_sources: int, nbest: str, src: str) -> None:
+    """Every n-best id must name a source line."""
+    bad = next((e.id for e in entries if not 0 <= e.id < n_sources), None)
+    if bad is not None:
+        raise UserError(f"{nbest}: id {bad} but {src} has {n_sources} lines (ids count from 0)")
+
+
+def score_nbest(
+    model: nn.Module, tokenizer: Tokenizer, reverse: bool, srcs: list[str],
+    entries: list[NBestEntry], max_tokens: int = 8000,
+) -> list[float]:  # fmt: skip
+    """The model's log-probability of every n-best hypothesis given its source."""
+    return score_pairs(model, tokenizer, [srcs[e.id] for e in entries], [e.hyp for e in entries],
+                       reverse, max_tokens)  # fmt: skip
+
+
+def best_per_source(
+    entries: list[NBestEntry], model_scores: list[float], n_sources: int, weight: float = 0.5
+) -> list[str]:
+    """The rescored 1-best hypothesis of every source line ("" where the list has none)."""
+    best = rescore(entries, model_scores, weight)
+    return [best[i].hyp if i in best else "" for i in range(n_sources)]

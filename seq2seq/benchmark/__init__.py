@@ -13,15 +13,14 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from seq2seq.cli import compose_config
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def compose_train(overrides: list[str]) -> DictConfig:
     """`conf/train.yaml` with these overrides, as `scripts/train.py` would compose it."""
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        return compose("train", overrides=overrides)
+    return compose_config("train", overrides)
 
 
 def peak_rss_mb() -> dict[str, float]:
