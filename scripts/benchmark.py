@@ -11,6 +11,10 @@ python scripts/benchmark.py speed --data-dir DIR [--models A B] [--precisions 32
     Training target tokens/s (Lightning and a plain PyTorch loop, same batches), MFU, peak RSS,
     and decoding sentences/s (greedy, beam 5, beam 12, outputs forced to 20 tokens) for the
     speed issue's models A (2x256 LSTM) and B (3+3 Transformer, d_model 256) on Multi30k en-fr.
+
+python scripts/benchmark.py parity --data-dir DIR [--model A] [--epochs 6] [--workdir DIR]
+    The same training run in fp32 and in bf16 autocast: the end of both validation-BLEU curves,
+    the training time and the test BLEU of each final model.
 """
 
 import argparse
@@ -48,6 +52,14 @@ def main() -> None:
     speed.add_argument("--warmup", type=int, default=20)
     speed.add_argument("--repeats", type=int, default=2)
     speed.add_argument("--json", type=Path, default=None)
+    parity = sub.add_parser("parity", help="bf16 vs fp32: the same run's BLEU in each")
+    parity.add_argument("--data-dir", required=True, help="Multi30k text files (train.en, ...)")
+    parity.add_argument("--model", default="A", choices=["A", "B"])
+    parity.add_argument("--epochs", type=int, default=6)
+    parity.add_argument(
+        "--workdir", type=Path, default=None, help="run directories (default: temporary)"
+    )
+    parity.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
     with user_errors(), tempfile.TemporaryDirectory() as tmp:
@@ -57,6 +69,11 @@ def main() -> None:
             workdir = args.workdir or Path(tmp)
             rows = data_benchmark(args.sizes, workdir, args.base, args.num_proc,
                                   args.startup_repeats)  # fmt: skip
+        elif args.what == "parity":
+            from seq2seq.benchmark.parity import markdown, parity_benchmark
+
+            workdir = args.workdir or Path(tmp)
+            rows = parity_benchmark(args.data_dir, args.model, args.epochs, workdir)
         else:
             from seq2seq.benchmark.speed import markdown, speed_benchmark
 

@@ -7,12 +7,15 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from seq2seq.benchmark.data import _perturb, data_benchmark, make_corpus
+from seq2seq.benchmark.parity import markdown as parity_markdown
+from seq2seq.benchmark.parity import train_and_test
 from seq2seq.benchmark.speed import (
     decode_child,
     markdown,
     train_child,
     train_flops_per_target_token,
 )
+from seq2seq.data.demo import write_demo_corpus
 from seq2seq.models.transformer import TransformerSeq2Seq
 from seq2seq.module import token_losses
 
@@ -88,3 +91,16 @@ def test_speed_children_on_tiny_data(tmp_path):
     assert markdown([row]).splitlines()[-1] == (
         "| B | bf16-mixed | 10 | 10 | 1.00 | 1.0 | 50% | 1.00 GB | 3.0 | - | - |"
     )
+
+
+def test_parity_run_reports_curve_end_and_test_bleu(tmp_path):
+    write_demo_corpus(tmp_path, num_train=120, num_val=8, num_test=8)
+    overrides = ["experiment=multi30k_lstm", f"data.dir={tmp_path}", "data.vocab_size=150",
+                 f"data.cache_dir={tmp_path / 'cache'}", "model.hidden_size=16",
+                 "model.embed_dim=16", "trainer.max_time=null", "trainer.max_epochs=1",
+                 "trainer.enable_progress_bar=false"]  # fmt: skip
+    result = train_and_test(overrides, str(tmp_path / "run"), "test")
+    assert result["val_curve_end"][-1][0] == result["steps"] - 1  # the last validation
+    assert 0 <= result["test_bleu"] <= 100 and result["train_seconds"] > 0
+    row = {"model": "A", "precision": "bf16-mixed", "epochs": 1, **result}
+    assert parity_markdown([row]).splitlines()[-1].startswith("| A | bf16-mixed | 1 | ")
