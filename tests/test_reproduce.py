@@ -215,3 +215,35 @@ def test_small_table_end_to_end(tmp_path, monkeypatch):
         reproduce(compose_cfg("reproduce", *changed))
     with pytest.raises(UserError, match="needs data_dir"):
         reproduce(compose_cfg("reproduce", "scale=small"))
+
+
+def test_vaswani_table_small_averages_checkpoints(tmp_path, monkeypatch):
+    """Transformer rows: the last 5 checkpoints of each run averaged, then beam 4 with α 0.6;
+    the big rows exist only at paper scale."""
+    monkeypatch.setenv("SEQ2SEQ_CACHE", str(tmp_path / "cache"))
+    data = tmp_path / "corpus"
+    for tgt in ("fr", "de"):  # the demo's English side is the same for both pairs
+        write_demo_corpus(data, "en", tgt, num_train=200, num_val=10, num_test=12)
+    tiny = ("data.vocab_size=150 data.max_tokens=600 model.num_encoder_layers=1 "
+            "model.num_decoder_layers=1 model.d_model=16 model.nhead=2 model.dim_feedforward=32 "
+            "trainer.max_time=null trainer.max_epochs=3 trainer.precision=32-true "
+            "trainer.enable_progress_bar=false")  # fmt: skip
+    args = [
+        "table=vaswani2017_table2",
+        "scale=small",
+        f"data_dir={data}",
+        "split=test",
+        f"results_dir={tmp_path / 'results'}",
+        "device=cpu",
+        f"train_overrides='{tiny}'",
+    ]
+    md = reproduce(compose_cfg("reproduce", *args))
+    rows = list(csv.DictReader(md.with_suffix(".csv").open()))
+    assert [r["system"] for r in rows] == ["Transformer (base model), EN-DE",
+                                           "Transformer (base model), EN-FR"]  # fmt: skip
+    runs = tmp_path / "results" / "small" / "runs"
+    for run, tgt in (("base_en_de", "de"), ("base_en_fr", "fr")):
+        assert (runs / run / "averaged_last5.ckpt").is_file()
+        assert f"data.tgt={tgt}" in json.loads((runs / run / "done.json").read_text())["overrides"]
+    result = json.loads(next((md.parent / "vaswani2017_table2").glob("01_*/test.json")).read_text())
+    assert result["decode"]["beam_size"] == 4 and result["decode"]["alpha"] == 0.6
