@@ -109,10 +109,11 @@ class RandomBatches(pl.LightningDataModule):
         return DataLoader(self.batches, batch_size=None)
 
 
-@pytest.mark.parametrize("experiment", sorted(PAPER))
+@pytest.mark.parametrize("experiment", sorted(set(PAPER) - {"sutskever2014_forward"}))
 def test_paper_experiment_trains_two_steps(experiment):
     """The paper's model, optimiser, schedule, clipping, loss and accumulation, with a 64-word
-    vocabulary: two optimizer steps change every weight matrix and keep the loss finite."""
+    vocabulary: two optimizer steps change every weight matrix and keep the loss finite.
+    (sutskever2014_forward trains the same model; only the data's source order differs.)"""
     cfg = compose_cfg("train", f"experiment={experiment}")
     torch.manual_seed(0)
     model_config = {**OmegaConf.to_container(cfg.model, resolve=True),
@@ -165,8 +166,9 @@ def test_slurm_launcher_composes():
 
 
 def test_small_table_end_to_end(tmp_path, monkeypatch):
-    """Table 1 at a tiny size: six runs trained, seven rows decoded, the figures drawn; a
-    second call trains nothing and decodes nothing; a run with another recipe is refused."""
+    """Table 1 at a tiny size: six runs trained (as parallel train.py processes), seven rows
+    decoded, the figures drawn; a second call trains nothing and decodes nothing; Table 2 trains
+    only its n-best model (in this process); a run with another recipe is refused."""
     monkeypatch.setenv("SEQ2SEQ_CACHE", str(tmp_path / "cache"))
     monkeypatch.chdir(ROOT)  # the phrase file is relative to the repository
     data = write_demo_corpus(tmp_path / "corpus", num_train=200, num_val=10, num_test=12)
@@ -176,7 +178,7 @@ def test_small_table_end_to_end(tmp_path, monkeypatch):
     args = ["table=sutskever2014_table1", "scale=small", f"data_dir={data}",
             f"results_dir={tmp_path / 'results'}", "split=test", "device=cpu",
             f"train_overrides='{tiny}'"]  # fmt: skip
-    md = reproduce(compose_cfg("reproduce", *args))
+    md = reproduce(compose_cfg("reproduce", *args, "jobs=3"))  # train.py processes, 3 at once
     out = tmp_path / "results" / "small"
     assert md == out / "sutskever2014_table1.md"
     text = md.read_text()
@@ -186,7 +188,7 @@ def test_small_table_end_to_end(tmp_path, monkeypatch):
     assert json.loads(rows[-1]["ckpt"]) == [str(out / "runs" / f"reversed_{i}" / "last.ckpt")
                                             for i in range(1, 6)]  # fmt: skip
     done = json.loads((out / "runs" / "forward" / "done.json").read_text())
-    assert done["steps"] > 0
+    assert done["seconds"] > 0 and done["jobs"] == 3
     assert "experiment=sutskever2014_forward" in done["overrides"]
     for figure in ("figure2.png", "figure3.png", "figure3.buckets.md"):
         assert (out / f"sutskever2014_table1_{figure}").stat().st_size > 0
