@@ -24,11 +24,11 @@ from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from seq2seq.cli import compose_config
+from seq2seq.cli import CONF, compose_config
 from seq2seq.errors import UserError
 
 log = logging.getLogger(__name__)
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = CONF.parent
 
 
 @dataclass

@@ -13,6 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
+from seq2seq.cli import compose_config
 from seq2seq.data.demo import write_demo_corpus
 from seq2seq.data.tokenizer import BOS, EOS
 from seq2seq.errors import UserError
@@ -36,8 +37,7 @@ PAPER = {
 
 
 def compose_cfg(name, *overrides):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(name, overrides=list(overrides))
+    return compose_config(name, list(overrides))
 
 
 @pytest.mark.parametrize("experiment", sorted(PAPER))

@@ -9,13 +9,12 @@ import resource
 import subprocess
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 from omegaconf import DictConfig
 
-from seq2seq.cli import compose_config
+from seq2seq.cli import CONF, compose_config
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = CONF.parent
 
 
 def compose_train(overrides: list[str]) -> DictConfig:
