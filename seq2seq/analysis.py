@@ -34,9 +34,9 @@ from torch import Tensor, nn
 
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.data.datamodule import build_datamodule
+from seq2seq.loss import token_losses
 from seq2seq.models.lstm import LSTMSeq2Seq
 from seq2seq.models.transformer import TransformerSeq2Seq
-from seq2seq.module import token_losses
 from seq2seq.report import pyplot, save_figure
 from seq2seq.search import forced_length, greedy_search
 from seq2seq.train import model_config, train
@@ -61,7 +61,7 @@ def source_gradients(model: nn.Module, batch: dict) -> list[Tensor]:
     try:
         model.zero_grad(set_to_none=True)
         logits = model(batch["src"], batch["src_lens"], batch["tgt_in"])
-        _, nll = token_losses(logits.float(), batch["tgt_out"])
+        nll, _ = token_losses(logits.float(), batch["tgt_out"])  # summed, no smoothing
         nll.backward()
     finally:
         handle.remove()

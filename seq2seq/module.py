@@ -15,28 +15,11 @@ from torch import Tensor, nn
 
 from seq2seq.data.tokenizer import PAD, Tokenizer
 from seq2seq.errors import UserError
+from seq2seq.loss import teacher_forced_losses
 from seq2seq.metrics import corpus_bleu
 from seq2seq.search import generate
 
 log = logging.getLogger(__name__)
-
-
-def token_losses(
-    logits: Tensor, tgt_out: Tensor, label_smoothing: float = 0.0
-) -> tuple[Tensor, Tensor]:
-    """Summed (training loss, NLL) over non-pad target tokens; loss is label-smoothed if asked."""
-    lprobs = logits.float().log_softmax(-1)  # (B, T, V)
-    nll = _gold_nll(lprobs, tgt_out).sum()
-    if not label_smoothing:
-        return nll, nll
-    smooth = -lprobs.mean(-1).masked_fill(tgt_out == PAD, 0.0).sum()
-    return (1 - label_smoothing) * nll + label_smoothing * smooth, nll
-
-
-def _gold_nll(lprobs: Tensor, tgt_out: Tensor) -> Tensor:
-    """(B, T) negative log-probability of each reference token; 0 at padding."""
-    nll = -lprobs.gather(-1, tgt_out.unsqueeze(-1)).squeeze(-1)
-    return nll.masked_fill(tgt_out == PAD, 0.0)
 
 
 def _gather(obj: Any) -> list[Any]:
@@ -62,6 +45,7 @@ class TranslationModule(pl.LightningModule):
         loss_per: str = "token",
         val_decode: dict | None = None,
         nonfinite: str = "stop",
+        loss_chunk: int = 512,
     ) -> None:
         super().__init__()
         if loss_per not in ("token", "sentence"):
@@ -76,6 +60,7 @@ class TranslationModule(pl.LightningModule):
         self.tokenizer = tokenizer
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.label_smoothing, self.loss_per = label_smoothing, loss_per
+        self.loss_chunk = loss_chunk  # target tokens per chunk of the fused loss; 0: logits
         self.val_decode = dict(val_decode or {})
         # validation example id -> (hypothesis ids, summed NLL, reference tokens)
         self._val_results: dict[int, tuple[list[int], float, int]] = {}
@@ -86,8 +71,8 @@ class TranslationModule(pl.LightningModule):
         return self.model(src, src_lens, tgt_in)
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
-        logits = self.model(batch["src"], batch["src_lens"], batch["tgt_in"])
-        loss, nll = token_losses(logits, batch["tgt_out"], self.label_smoothing)
+        loss, nll = teacher_forced_losses(self.model, batch, self.label_smoothing, self.loss_chunk)
+        nll = nll.sum()
         self._loss = loss.detach()
         ntokens = batch["ntokens"]
         denom = ntokens if self.loss_per == "token" else batch["src"].size(0)
@@ -154,8 +139,8 @@ class TranslationModule(pl.LightningModule):
         self._tick = None  # keep validation time out of the training throughput
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        logits = self.model(batch["src"], batch["src_lens"], batch["tgt_in"])
-        nll = _gold_nll(logits.float().log_softmax(-1), batch["tgt_out"]).sum(-1)  # (B,)
+        _, nll = teacher_forced_losses(self.model, batch, chunk=self.loss_chunk)
+        nll = nll.sum(-1)  # (B,)
         ntokens = (batch["tgt_out"] != PAD).sum(-1)
         hyps = generate(self.model, batch["src"], batch["src_lens"], **self.val_decode)
         for i, h, n, t in zip(batch["idx"].tolist(), hyps, nll.tolist(), ntokens.tolist()):

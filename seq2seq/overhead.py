@@ -18,8 +18,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from seq2seq.data.datamodule import TranslationDataModule, build_datamodule
-from seq2seq.module import TranslationModule, token_losses
-from seq2seq.train import model_config
+from seq2seq.loss import teacher_forced_losses
+from seq2seq.module import TranslationModule
+from seq2seq.train import model_config, resolve_precision
 
 
 class _Clock(pl.Callback):
@@ -58,9 +59,13 @@ def lightning_tokens_per_second(cfg: DictConfig, steps: int, warmup: int) -> flo
         scheduler=instantiate(cfg.optim.scheduler) if cfg.optim.scheduler else None,
         label_smoothing=cfg.optim.label_smoothing,
         loss_per=cfg.optim.loss_per,
+        loss_chunk=cfg.loss_chunk,
     )
     clock = _Clock(warmup)
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    trainer_cfg["precision"] = resolve_precision(
+        trainer_cfg["precision"], trainer_cfg["accelerator"]
+    )
     trainer_cfg.update(max_steps=warmup + steps, max_epochs=-1, max_time=None,
                        limit_val_batches=0, enable_checkpointing=False)  # fmt: skip
     with tempfile.TemporaryDirectory() as logs:
@@ -75,14 +80,13 @@ def plain_tokens_per_second(cfg: DictConfig, steps: int, warmup: int) -> float:
     datamodule, model_cfg = datamodule_and_model(cfg)
     model = instantiate(model_cfg).train()
     optimizer = instantiate(cfg.optim.optimizer)(model.parameters())
-    per_sentence = cfg.optim.loss_per == "sentence"
+    per_sentence, chunk = cfg.optim.loss_per == "sentence", cfg.loss_chunk
     tokens, start = 0, 0.0
     batches = islice(_forever(datamodule), warmup + steps)
-    bf16 = str(cfg.trainer.precision).startswith("bf16")
+    bf16 = str(resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)).startswith("bf16")
     for step, batch in enumerate(batches):
         with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
-            logits = model(batch["src"], batch["src_lens"], batch["tgt_in"])
-        loss, _ = token_losses(logits, batch["tgt_out"], cfg.optim.label_smoothing)
+            loss, _ = teacher_forced_losses(model, batch, cfg.optim.label_smoothing, chunk)
         loss = loss / (batch["src"].size(0) if per_sentence else batch["ntokens"])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

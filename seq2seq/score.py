@@ -16,8 +16,9 @@ from torch import nn
 from seq2seq.data.batching import BucketBatchSampler, collate
 from seq2seq.data.datamodule import EncodedPairs, encode_sources
 from seq2seq.data.sources import read_lines
-from seq2seq.data.tokenizer import PAD, Tokenizer
+from seq2seq.data.tokenizer import Tokenizer
 from seq2seq.errors import UserError
+from seq2seq.loss import teacher_forced_losses
 
 
 @dataclass
@@ -48,14 +49,11 @@ def score_pairs(
     device = next(model.parameters()).device
     out = [0.0] * len(srcs)
     for batch_idx in BucketBatchSampler(lengths, max_tokens=budget, shuffle=False):
-        batch = collate([data[i] for i in batch_idx])
-        logits = model(batch["src"].to(device), batch["src_lens"].to(device),
-                       batch["tgt_in"].to(device))  # fmt: skip
-        tgt_out = batch["tgt_out"].to(device)
-        lp = logits.float().log_softmax(-1).gather(-1, tgt_out.unsqueeze(-1)).squeeze(-1)
-        sums = lp.masked_fill(tgt_out == PAD, 0.0).sum(1)  # (B,)
-        for i, s in zip(batch_idx, sums.tolist()):
-            out[i] = s
+        batch = {k: v.to(device) for k, v in collate([data[i] for i in batch_idx]).items()
+                 if isinstance(v, torch.Tensor)}  # fmt: skip
+        _, nll = teacher_forced_losses(model, batch)  # (B, T), 0 at padding
+        for i, s in zip(batch_idx, nll.sum(1).tolist()):
+            out[i] = -s
     return out
 
 

@@ -16,8 +16,8 @@ from seq2seq.benchmark.speed import (
     train_flops_per_target_token,
 )
 from seq2seq.data.demo import write_demo_corpus
+from seq2seq.loss import token_losses
 from seq2seq.models.transformer import TransformerSeq2Seq
-from seq2seq.module import token_losses
 
 
 def test_lstm_flops_match_the_closed_form_and_the_issue():

@@ -1,14 +1,13 @@
 import pytest
 import torch
-import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from torch import nn
 
 from seq2seq.data.tokenizer import BOS, PAD
+from seq2seq.loss import token_losses
 from seq2seq.models.interface import Seq2Seq, select
 from seq2seq.models.lstm import NoForgetLSTM, ResidualStack, recurrence
-from seq2seq.module import token_losses
 from tests.helpers import CONF, random_batch, tiny_lstm
 
 
@@ -81,18 +80,6 @@ def test_padding_never_changes_a_sentence_loss(options):
         batched_loss, _ = token_losses(logits[i : i + 1], tgt[i : i + 1])
         alone_loss, _ = token_losses(alone, tgt[i : i + 1, :n])
         torch.testing.assert_close(batched_loss, alone_loss, rtol=1e-5, atol=1e-5)
-
-
-def test_label_smoothing_matches_torch():
-    logits = torch.randn(2, 5, 9)
-    tgt = torch.randint(1, 9, (2, 5))
-    tgt[1, 3:] = PAD
-    loss, nll = token_losses(logits, tgt, label_smoothing=0.1)
-    ref = F.cross_entropy(logits.view(-1, 9), tgt.view(-1), ignore_index=PAD,
-                          label_smoothing=0.1, reduction="sum")  # fmt: skip
-    torch.testing.assert_close(loss, ref)
-    ref_nll = F.cross_entropy(logits.view(-1, 9), tgt.view(-1), ignore_index=PAD, reduction="sum")
-    torch.testing.assert_close(nll, ref_nll)
 
 
 def test_sutskever2014_has_384M_parameters():

@@ -3,6 +3,10 @@
 Greedy search, beam search, ensembles and rescoring see a model only through `Seq2Seq`.
 Decoder state is a dict of batch-first tensors returned to the caller, never kept on the
 module, so reordering beams is `select(state, idx)` for every architecture.
+
+Optionally a model also has `features(src, src_lens, tgt_in) -> (B, T, H)` and an `out`
+`nn.Linear` with `forward == out(features(...))`: training and scoring then fuse the output
+projection with the loss (`seq2seq.loss.linear_cross_entropy`) instead of building all logits.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from seq2seq.errors import UserError
+from seq2seq.models.dropout import Dropout
 from seq2seq.models.interface import State
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ class ResidualStack(nn.Module):
     def __init__(self, layers: list[nn.Module], dropout: float, residual: bool) -> None:
         super().__init__()
         self.layers = nn.ModuleList(layers)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.residual = residual
 
     def forward(
@@ -163,7 +164,7 @@ class LSTMSeq2Seq(nn.Module):
         args = (cell, embed_dim, hidden_size, num_layers, dropout, residual)
         self.encoder = recurrence(*args)
         self.decoder = recurrence(*args)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.out = nn.Linear(hidden_size, tgt_vocab_size)
         # §3.4: "We initialized all of the LSTM's parameters with the uniform distribution
         # between -0.08 and 0.08" (embeddings and softmax included).
@@ -182,21 +183,24 @@ class LSTMSeq2Seq(nn.Module):
         return _state(final)
 
     def _decode(self, tgt_in: Tensor, state: State) -> tuple[Tensor, State]:
+        """Decoder features (before the softmax's projection) for tgt_in, and the next state."""
         h0 = state["h"].transpose(0, 1).contiguous()  # (L, B, H)
         hx = (h0, state["c"].transpose(0, 1).contiguous()) if "c" in state else h0
         y, final = self.decoder(self.dropout(self.tgt_embed(tgt_in)), hx)  # (B, T, H)
-        logits = self.out(self.dropout(y))  # (B, T, V)
-        return logits, _state(final)
+        return self.dropout(y), _state(final)
 
-    def forward(self, src: Tensor, src_lens: Tensor, tgt_in: Tensor) -> Tensor:
+    def features(self, src: Tensor, src_lens: Tensor, tgt_in: Tensor) -> Tensor:
+        """Teacher forcing up to the output projection: (B, T, H); `self.out` gives logits."""
         # The whole target in one recurrence call; padding at the end of a target cannot reach
         # its earlier positions, so no packing is needed on this side.
-        logits, _ = self._decode(tgt_in, self.encode(src, src_lens))
-        return logits
+        return self._decode(tgt_in, self.encode(src, src_lens))[0]
+
+    def forward(self, src: Tensor, src_lens: Tensor, tgt_in: Tensor) -> Tensor:
+        return self.out(self.features(src, src_lens, tgt_in))  # (B, T, V)
 
     def decode_step(self, prev: Tensor, state: State) -> tuple[Tensor, State]:
-        logits, state = self._decode(prev.unsqueeze(1), state)  # (B, 1, V)
-        return logits.squeeze(1).log_softmax(-1), state
+        y, state = self._decode(prev.unsqueeze(1), state)  # (B, 1, H)
+        return self.out(y.squeeze(1)).log_softmax(-1, dtype=torch.float32), state
 
 
 def _state(final: Hidden) -> State:

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from seq2seq.models.dropout import Dropout
 from seq2seq.models.interface import State
 
 
@@ -117,7 +118,7 @@ class Sublayers(nn.Module):
     def __init__(self, d_model: int, count: int, dropout: float, norm_first: bool) -> None:
         super().__init__()
         self.norms = nn.ModuleList(nn.LayerNorm(d_model) for _ in range(count))
-        self.drop, self.norm_first = nn.Dropout(dropout), norm_first
+        self.drop, self.norm_first = Dropout(dropout), norm_first
 
     def enter(self, i: int, x: Tensor) -> Tensor:
         """The sub-layer's input: normalised first under pre-norm."""
@@ -203,7 +204,7 @@ class TransformerSeq2Seq(nn.Module):
         # Pre-norm leaves the residual stream unnormalised: one final LayerNorm per stack.
         self.encoder_norm = nn.LayerNorm(d_model) if norm_first else nn.Identity()
         self.decoder_norm = nn.LayerNorm(d_model) if norm_first else nn.Identity()
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.out = nn.Linear(d_model, tgt_vocab_size, bias=False)
         self.out.weight = self.tgt_embed.weight  # §3.4: softmax tied to the target embedding
         self._init(pad_id)
@@ -224,7 +225,8 @@ class TransformerSeq2Seq(nn.Module):
 
     def _embed(self, embed: nn.Embedding, tokens: Tensor, start: int = 0) -> Tensor:
         x = embed(tokens) * math.sqrt(self.d_model)  # (B, T, D)
-        return self.drop(x + sinusoids(start, tokens.size(1), self.d_model, tokens.device))
+        pe = sinusoids(start, tokens.size(1), self.d_model, tokens.device)
+        return self.drop(x + pe.to(x.dtype))
 
     def encode(self, src: Tensor, src_lens: Tensor) -> State:
         src_pad = torch.arange(src.size(1), device=src.device) >= src_lens.unsqueeze(1)  # (B, S)
@@ -242,7 +244,8 @@ class TransformerSeq2Seq(nn.Module):
         return state
 
     def _decode(self, tgt_in: Tensor, state: State, cached: bool) -> tuple[Tensor, State]:
-        """Logits for tgt_in given the state; `cached`: tgt_in continues the cached prefix."""
+        """Decoder features (before the softmax's projection) for tgt_in given the state;
+        `cached`: tgt_in continues the cached prefix."""
         start = state["k0"].size(2) if cached and self.decoder else 0
         x = self._embed(self.tgt_embed, tgt_in, start)
         src_attn_mask = ~state["src_pad"][:, None, None, :]
@@ -254,14 +257,18 @@ class TransformerSeq2Seq(nn.Module):
                 x, is_causal=past is None, past=past, memory_kv=memory_kv,
                 src_attn_mask=src_attn_mask,
             )  # fmt: skip
-        return self.out(self.decoder_norm(x)), new_state  # (B, T, V)
+        return self.decoder_norm(x), new_state  # (B, T, D)
 
-    def forward(self, src: Tensor, src_lens: Tensor, tgt_in: Tensor) -> Tensor:
+    def features(self, src: Tensor, src_lens: Tensor, tgt_in: Tensor) -> Tensor:
+        """Teacher forcing up to the output projection: (B, T, D); `self.out` gives logits."""
         return self._decode(tgt_in, self.encode(src, src_lens), cached=False)[0]
 
+    def forward(self, src: Tensor, src_lens: Tensor, tgt_in: Tensor) -> Tensor:
+        return self.out(self.features(src, src_lens, tgt_in))  # (B, T, V)
+
     def decode_step(self, prev: Tensor, state: State) -> tuple[Tensor, State]:
-        logits, state = self._decode(prev.unsqueeze(1), state, cached=True)  # (B, 1, V)
-        return logits.squeeze(1).log_softmax(-1), state
+        y, state = self._decode(prev.unsqueeze(1), state, cached=True)  # (B, 1, D)
+        return self.out(y.squeeze(1)).log_softmax(-1, dtype=torch.float32), state
 
 
 class RecomputePrefix(nn.Module):
@@ -284,5 +291,6 @@ class RecomputePrefix(nn.Module):
 
     def decode_step(self, prev: Tensor, state: State) -> tuple[Tensor, State]:
         prefix = torch.cat([state["prefix"], prev.unsqueeze(1)], dim=1)  # (B, t)
-        logits, _ = self.model._decode(prefix, state, cached=False)  # (B, t, V)
-        return logits[:, -1].log_softmax(-1), {**state, "prefix": prefix}
+        y, _ = self.model._decode(prefix, state, cached=False)  # (B, t, D)
+        logp = self.model.out(y[:, -1]).log_softmax(-1, dtype=torch.float32)
+        return logp, {**state, "prefix": prefix}

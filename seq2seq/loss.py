@@ -1,0 +1,129 @@
+"""Losses over the target vocabulary: from logits, or fused with the output projection.
+
+`token_losses` takes (B, T, V) logits. `linear_cross_entropy` takes the decoder's features
+before the output projection and computes the same sums without ever holding the logits of a
+whole batch: it projects the non-padding tokens a chunk at a time, and for each chunk computes
+its loss and, at once, its gradients (softmax minus target), which backward only scales. The
+(tokens x vocabulary) logits, their float copy and their log-softmax are the largest tensors of a
+training step (the paper model: 128 x 30 x 80,000 floats, 1.2 GB each); fused, a chunk's
+logits are the only ones alive, and padding is never projected at all.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from seq2seq.data.tokenizer import PAD
+
+
+def token_losses(
+    logits: Tensor, tgt_out: Tensor, label_smoothing: float = 0.0
+) -> tuple[Tensor, Tensor]:
+    """(training loss summed over non-pad target tokens, label-smoothed if asked; (B, T) NLL of
+    each reference token, 0 at padding)."""
+    lprobs = logits.float().log_softmax(-1)  # (B, T, V)
+    nll = gold_nll(lprobs, tgt_out)
+    if not label_smoothing:
+        return nll.sum(), nll
+    smooth = -lprobs.mean(-1).masked_fill(tgt_out == PAD, 0.0).sum()
+    return (1 - label_smoothing) * nll.sum() + label_smoothing * smooth, nll
+
+
+def teacher_forced_losses(
+    model: nn.Module, batch: dict, label_smoothing: float = 0.0, chunk: int = 512
+) -> tuple[Tensor, Tensor]:
+    """`token_losses` of a model on a batch: fused with the output projection
+    (`linear_cross_entropy`) when the model exposes `features` and `out` and `chunk` > 0."""
+    args = batch["src"], batch["src_lens"], batch["tgt_in"]
+    if chunk and hasattr(model, "features") and isinstance(getattr(model, "out", None), nn.Linear):
+        return linear_cross_entropy(model.features(*args), model.out, batch["tgt_out"],
+                                    label_smoothing, chunk)  # fmt: skip
+    return token_losses(model(*args), batch["tgt_out"], label_smoothing)
+
+
+def gold_nll(lprobs: Tensor, tgt_out: Tensor) -> Tensor:
+    """(B, T) negative log-probability of each reference token; 0 at padding."""
+    nll = -lprobs.gather(-1, tgt_out.unsqueeze(-1)).squeeze(-1)
+    return nll.masked_fill(tgt_out == PAD, 0.0)
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    """loss = sum over rows of (1 - eps) * NLL + eps * mean_v(-log p_v), p = softmax(h W^T + b).
+
+    d loss / d logits = p - (1 - eps) * onehot - eps / V per row, so the forward pass can finish
+    each chunk's gradients while its logits are at hand; backward scales them by grad_output.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: torch.autograd.function.FunctionCtx, h: Tensor, weight: Tensor,
+        bias: Tensor | None, target: Tensor, smoothing: float, chunk: int, dtype: torch.dtype,
+        grads: bool,
+    ) -> tuple[Tensor, Tensor]:  # fmt: skip
+        w, b = weight.to(dtype), None if bias is None else bias.to(dtype)
+        V = w.size(0)
+        loss = torch.zeros((), dtype=torch.float32, device=h.device)
+        nll = torch.empty(h.size(0), dtype=torch.float32, device=h.device)
+        grad_h = torch.empty_like(h) if grads else None
+        grad_w = torch.zeros_like(weight, dtype=torch.float32) if grads else None
+        grad_b = torch.zeros_like(bias, dtype=torch.float32) if grads and bias is not None else None
+        for start in range(0, h.size(0), chunk):
+            rows = slice(start, start + chunk)
+            hc, t = h[rows].to(dtype), target[rows].unsqueeze(1)
+            z = hc @ w.t() if b is None else torch.addmm(b, hc, w.t())  # (n, V): the only logits
+            lp = z.float().log_softmax(-1)
+            nll[rows] = -lp.gather(1, t).squeeze(1)
+            if smoothing:
+                loss += (1 - smoothing) * nll[rows].sum() - smoothing * lp.mean(-1).sum()
+            else:
+                loss += nll[rows].sum()
+            if not grads:
+                continue
+            g = lp.exp_()  # softmax
+            if smoothing:
+                g.sub_(smoothing / V)
+            g.scatter_add_(1, t, g.new_full(t.shape, smoothing - 1.0))
+            if grad_b is not None:
+                grad_b.add_(g.sum(0))
+            g = g.to(dtype)
+            grad_h[rows] = (g @ w).to(h.dtype)
+            grad_w.add_(g.t() @ hc)
+        ctx.mark_non_differentiable(nll)
+        ctx.save_for_backward(grad_h, grad_w, grad_b)
+        return loss, nll
+
+    @staticmethod
+    def backward(
+        ctx: torch.autograd.function.FunctionCtx, grad_loss: Tensor, _: Tensor
+    ) -> tuple[Tensor | None, ...]:
+        grad_h, grad_w, grad_b = ctx.saved_tensors
+        scale = grad_loss.float()
+        out = [g if g is None else (g * scale).to(g.dtype) for g in (grad_h, grad_w, grad_b)]
+        return out[0], out[1], out[2], None, None, None, None, None
+
+
+def linear_cross_entropy(
+    features: Tensor, out: nn.Linear, tgt_out: Tensor, label_smoothing: float = 0.0,
+    chunk: int = 512,
+) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """`token_losses(out(features), tgt_out, label_smoothing)` without the (B, T, V) logits:
+    (summed training loss, (B, T) NLL of each reference token, 0 at padding; not differentiable).
+
+    The projection runs in the autocast dtype when autocast is on (bf16 matmuls), the softmax
+    in float32, `chunk` target tokens at a time.
+    """
+    device = features.device.type
+    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+    keep = tgt_out != PAD
+    h = features[keep]  # (N, H): padding is never projected
+    params = [h, out.weight] + ([] if out.bias is None else [out.bias])
+    grads = torch.is_grad_enabled() and any(p.requires_grad for p in params)
+    with torch.autocast(device, enabled=False):
+        loss, nll = _LinearCrossEntropy.apply(
+            h, out.weight, out.bias, tgt_out[keep], float(label_smoothing), chunk,
+            dtype or out.weight.dtype, grads,
+        )  # fmt: skip
+    return loss, torch.zeros(tgt_out.shape, dtype=nll.dtype, device=nll.device).masked_scatter(
+        keep, nll
+    )
