@@ -75,11 +75,22 @@ def same_tokenizer(a: dict, b: dict, side: str | None = None) -> bool:
     return all(k in a and k in b and torch.equal(a[k], b[k]) for k in sides)
 
 
-def load_models(paths: str | Path | list, device: str | torch.device = "cpu") -> Loaded:
+PRECISIONS = {"32": torch.float32, "bf16": torch.bfloat16}
+
+
+def load_models(
+    paths: str | Path | list, device: str | torch.device = "cpu", precision: str | int = "32"
+) -> Loaded:
     """One checkpoint, or a list of them loaded as an `Ensemble` (same vocabularies required;
-    members trained on the other source direction read a flipped source)."""
+    members trained on the other source direction read a flipped source). `precision` bf16
+    casts the weights to bfloat16 for decoding (the softmax stays float32)."""
+    if str(precision) not in PRECISIONS:
+        raise UserError(f"precision={precision}: expected one of {', '.join(PRECISIONS)}")
+    dtype = PRECISIONS[str(precision)]
     if isinstance(paths, (str, Path)):
-        return load_checkpoint(paths, device)
+        loaded = load_checkpoint(paths, device)
+        loaded.model.to(dtype)
+        return loaded
     paths = [Path(p) for p in paths]
     if not paths:
         raise UserError("ckpt=[]: no checkpoints given")
@@ -94,7 +105,7 @@ def load_models(paths: str | Path | list, device: str | torch.device = "cpu") ->
                 )
     reverse = first.data["reverse_source"]
     flip = [m.data["reverse_source"] != reverse for m in members]
-    model = Ensemble([m.model for m in members], flip).eval()
+    model = Ensemble([m.model for m in members], flip).eval().to(dtype)
     return Loaded(model=model, tokenizer=first.tokenizer, data=first.data, path=first.path)
 
 

@@ -62,7 +62,7 @@ def evaluate(cfg: DictConfig, out_dir: str | Path) -> dict:
     """Translate `cfg.split` and score it; writes into out_dir `<split>.hyp`, `<split>.json`
     and, as configured, `<split>.nbest`, `<split>.buckets.md` and `<split>.png`."""
     out_dir = Path(out_dir)
-    loaded = load_models(cfg.ckpt, pick_device(cfg.device))
+    loaded = load_models(cfg.ckpt, pick_device(cfg.device), cfg.precision)
     source = eval_source(cfg, loaded)
     pairs = source.pairs(cfg.split)
     srcs, refs = [s for s, _ in pairs], [t for _, t in pairs]

@@ -6,8 +6,11 @@ from seq2seq.checkpoint import (
     average_checkpoints,
     last_checkpoints,
     load_checkpoint,
+    load_models,
     save_checkpoint,
 )
+from seq2seq.data.batching import collate
+from seq2seq.data.datamodule import encode_sources
 from seq2seq.data.tokenizer import EOS
 from seq2seq.errors import UserError
 from seq2seq.translate import translate_texts
@@ -31,6 +34,24 @@ def test_checkpoint_round_trip_gives_identical_translations(tmp_path):
     assert before == after and any(before)
     for k, v in module.model.state_dict().items():
         assert torch.equal(v, loaded.model.state_dict()[k])
+
+    # precision=bf16: bf16 weights, a float32 softmax, mostly the same translations
+    fast = load_models(str(path), precision="bf16")
+    assert all(p.dtype == torch.bfloat16 for p in fast.model.parameters())
+    state = fast.model.encode(*_first(dm, fast))
+    logp, _ = fast.model.decode_step(torch.full((2,), 1), state)
+    assert logp.dtype == torch.float32
+    bf16 = translate_texts(fast.model, fast.tokenizer, texts, True, beam_size=3)
+    assert sum(a == b for a, b in zip(before, bf16)) >= 0.8 * len(texts)
+    with pytest.raises(UserError, match="precision=16: expected one of 32, bf16"):
+        load_models(str(path), precision="16")
+
+
+def _first(dm, loaded):
+    """The first two test sources, encoded and batched."""
+    data = encode_sources(loaded.tokenizer, [s for s, _ in dm.source.pairs("test")[:2]], True)
+    batch = collate([data[0], data[1]])
+    return batch["src"], batch["src_lens"]
 
 
 def test_trainer_reshuffles_batches_every_epoch():

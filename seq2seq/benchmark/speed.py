@@ -91,7 +91,8 @@ def train_child(overrides: list[str], loop: str, steps: int, warmup: int) -> dic
 
 def decode_child(overrides: list[str], split: str, length: int, beams: list[int]) -> dict:
     """In a fresh process: sentences/s of a (randomly initialised) model, outputs forced to
-    `length` tokens, for each beam size (median of 2)."""
+    `length` tokens, for each beam size (median of 2); bf16 runs decode with bf16 weights
+    (`precision=bf16` of evaluate.py and translate.py)."""
     from hydra.utils import instantiate
 
     from seq2seq.decode_speed import sentences_per_second
@@ -101,13 +102,13 @@ def decode_child(overrides: list[str], split: str, length: int, beams: list[int]
     cfg = compose_train(overrides)
     datamodule, model_cfg = datamodule_and_model(cfg)
     torch.manual_seed(0)
-    model = instantiate(model_cfg).eval()
+    bf16 = str(cfg.trainer.precision).startswith("bf16")
+    model = instantiate(model_cfg).eval().to(torch.bfloat16 if bf16 else torch.float32)
     texts = [s for s, _ in datamodule.source.pairs(split)]
     common = {"tokenizer": datamodule.tokenizer, "reverse_source": cfg.data.reverse_source,
               **forced_length(length)}  # fmt: skip
-    bf16 = str(cfg.trainer.precision).startswith("bf16")
     out = {}
-    with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+    with torch.inference_mode():
         for beam in beams:
             rate, _ = sentences_per_second(2, model, [texts], beam_size=beam, **common)
             out[f"beam{beam}_sent_s"] = rate
