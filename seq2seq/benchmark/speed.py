@@ -98,11 +98,13 @@ def decode_child(overrides: list[str], split: str, length: int, beams: list[int]
     from seq2seq.decode_speed import sentences_per_second
     from seq2seq.overhead import datamodule_and_model
     from seq2seq.search import forced_length
+    from seq2seq.train import resolve_precision
 
     cfg = compose_train(overrides)
     datamodule, model_cfg = datamodule_and_model(cfg)
     torch.manual_seed(0)
-    bf16 = str(cfg.trainer.precision).startswith("bf16")
+    precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
+    bf16 = str(precision).startswith("bf16")  # as the training side resolves it
     model = instantiate(model_cfg).eval().to(torch.bfloat16 if bf16 else torch.float32)
     texts = [s for s, _ in datamodule.source.pairs(split)]
     common = {"tokenizer": datamodule.tokenizer, "reverse_source": cfg.data.reverse_source,
