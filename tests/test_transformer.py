@@ -5,7 +5,7 @@ import torch
 
 from seq2seq.data.tokenizer import BOS, EOS
 from seq2seq.models.interface import Seq2Seq, select
-from seq2seq.models.transformer import RecomputePrefix, TransformerSeq2Seq
+from seq2seq.models.transformer import RecomputePrefix, TransformerSeq2Seq, attend
 from seq2seq.search import beam_search, greedy_search
 from tests.helpers import random_batch
 
@@ -150,3 +150,29 @@ def test_learns_to_reverse_a_sequence():
     hyps = greedy_search(model, src, torch.full((50,), 5), max_len_a=8, max_len_b=0.0)
     correct = sum(h.tokens == row.flip(0).tolist() for h, row in zip(hyps, src))
     assert correct >= 45, correct
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_bf16_attention_on_cpu_matches_the_fused_kernel(causal):
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(3, 2, 6, 8, generator=g) for _ in range(3))
+    mask = torch.ones(3, 1, 1, 6, dtype=torch.bool)
+    mask[0, ..., 4:] = False  # a padded source
+    mask = None if causal else mask
+    ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, mask, is_causal=causal)
+    qb, kb, vb = (t.bfloat16().requires_grad_() for t in (q, k, v))
+    out = attend(qb, kb, vb, mask, is_causal=causal)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), ref, atol=0.03, rtol=0.02)
+    out.float().sum().backward()
+    assert all(t.grad is not None and t.grad.abs().sum() > 0 for t in (qb, kb, vb))
+    if causal:  # position 0 sees only key 0: its output is v[0] exactly (up to bf16)
+        torch.testing.assert_close(out[..., 0, :].float(), vb[..., 0, :].float().detach())
+
+
+def test_attention_dropout_drops_weights_only_in_training():
+    q = k = v = torch.ones(1, 1, 4, 8, dtype=torch.bfloat16)
+    torch.manual_seed(0)
+    dropped = attend(q, k, v, dropout=0.5)
+    assert not torch.equal(dropped, torch.ones_like(q))  # weights 0 or 2/4, not all 1/4
+    assert torch.equal(attend(q, k, v), torch.ones_like(q))
