@@ -56,6 +56,39 @@ def _mask_specials(logp: Tensor, force_eos: Tensor, allow_eos: bool = True) -> T
     return logp
 
 
+def top_candidates(logp: Tensor, scores: Tensor, k: int, block: int = 64) -> tuple[Tensor, Tensor]:
+    """The `k` best extensions of each sentence's beams: the top k of scores[i, b] + logp[i*K+b, v]
+    over beams b and tokens v, for (n*K, V) log-probs and (n, K) beam scores. Returns values and
+    flat indices b*V + v, each (n, k), as `(scores[..., None] + logp.view(n, K, V)).view(n, -1)
+    .topk(k)` does (up to the order of ties).
+
+    On a CPU it never builds that (n, K*V) sum, and sorts little: the k best candidates lie in
+    the k vocabulary blocks (of `block` tokens) whose maxima plus their beam's score are highest,
+    so only those k*block entries (and the last, partial block) go to `topk`. torch's CPU `topk`
+    copies every row it is given; a block's maximum is a vectorised scan.
+    """
+    n, K = scores.shape
+    V = logp.size(-1)
+    nb = V // block
+    if logp.device.type != "cpu" or nb * K < k or nb < 2:
+        return (scores.reshape(-1, 1) + logp).view(n, K * V).topk(min(k, K * V), dim=-1)
+    maxima = logp[:, : nb * block].unflatten(1, (nb, block)).amax(-1)  # (n*K, nb)
+    _, best = (maxima.view(n, K, nb) + scores.unsqueeze(-1)).view(n, K * nb).topk(k, dim=-1)
+    beam = best.div(nb, rounding_mode="floor")  # (n, k): the beam of each chosen block
+    rows = torch.arange(n, device=logp.device).unsqueeze(1) * K + beam
+    cols = (best % nb * block).unsqueeze(-1) + torch.arange(block, device=logp.device)
+    values = (logp[rows.unsqueeze(-1), cols] + scores.gather(1, beam).unsqueeze(-1)).view(n, -1)
+    flat = (beam * V).unsqueeze(-1).add(cols).view(n, -1)
+    if nb * block < V:  # the last, partial block goes in whole
+        tail = logp[:, nb * block :]
+        values = torch.cat([values, (tail.view(n, K, -1) + scores.unsqueeze(-1)).view(n, -1)], 1)
+        tail_cols = torch.arange(nb * block, V, device=logp.device)
+        tail_flat = torch.arange(K, device=logp.device).unsqueeze(1) * V + tail_cols
+        flat = torch.cat([flat, tail_flat.view(1, -1).expand(n, -1)], 1)
+    top, where = values.topk(k, dim=-1)
+    return top, flat.gather(1, where)
+
+
 def length_normalise(logprob: float, length: int, length_penalty: str, alpha: float) -> float:
     """A hypothesis's score from its log-probability and its length (EOS included)."""
     if length_penalty == "none":
@@ -90,7 +123,8 @@ def greedy_search(
     for t in range(int(limit.max())):
         logp, state = model.decode_step(prev, state)
         logp = _mask_specials(logp.float(), limit - 1 == t, t + 1 >= min_len)
-        best, prev = logp.max(-1)  # (B,)
+        best, prev = top_candidates(logp, logp.new_zeros(B, 1), 1)
+        best, prev = best.squeeze(1), prev.squeeze(1)  # (B,)
         logprob += best.masked_fill(done, 0.0)
         prev = prev.masked_fill(done, PAD)
         steps.append(prev)
@@ -125,40 +159,43 @@ def beam_search(
     """
     length_normalise(0.0, 1, length_penalty, alpha)  # reject an unknown penalty before decoding
     B, K, device = src.size(0), beam_size, src.device
-    rows = torch.arange(B, device=device).repeat_interleave(K)  # sentence of each beam row
-    state = select(model.encode(src, src_lens), rows)
+    # All beams start identical, so the first step runs one row per sentence (width 1) and
+    # its K best continuations fill the beams.
+    state = model.encode(src, src_lens)
     limit = max_lengths(src_lens, max_len_a, max_len_b).to(device)
-    scores = torch.full((B, K), NEG_INF, device=device)  # cumulative log-prob of live beams
-    scores[:, 0] = 0.0  # all beams start identical: keep one
-    history = torch.full((B * K, 1), BOS, dtype=torch.long, device=device)
+    scores = torch.zeros(B, 1, device=device)  # cumulative log-prob of live beams, (n, width)
+    history = torch.full((B, 1), BOS, dtype=torch.long, device=device)
     active = torch.arange(B, device=device)  # original index of each sentence still searching
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
 
     for t in range(int(limit.max())):
-        n = active.numel()
-        logp, state = model.decode_step(history[:, -1], state)  # (n*K, V)
-        force = (limit[active] - 1 == t).repeat_interleave(K)
+        n, width = scores.shape
+        logp, state = model.decode_step(history[:, -1], state)  # (n*width, V)
+        force = (limit[active] - 1 == t).repeat_interleave(width)
         logp = _mask_specials(logp.float(), force, t + 1 >= min_len)
         V = logp.size(-1)
-        cand = (scores.view(-1, 1) + logp).view(n, K * V)
-        top, flat = cand.topk(min(2 * K, K * V), dim=-1)  # (n, 2K)
+        top, flat = top_candidates(logp, scores, min(2 * K, width * V))  # (n, 2K)
         beam, token = flat // V, flat % V
         ended = (token == EOS) & torch.isfinite(top)
         ended[:, K:] = False  # an EOS counts only if it is among the top K candidates
 
         if ended.any():
             where = ended.nonzero()  # (E, 2): sentence row, candidate
-            rows = where[:, 0] * K + beam[where[:, 0], where[:, 1]]
+            rows = where[:, 0] * width + beam[where[:, 0], where[:, 1]]
             sents = active[where[:, 0]].tolist()
             logprobs = top[where[:, 0], where[:, 1]].tolist()
             for sent, tokens, lp in zip(sents, history[rows, 1:].tolist(), logprobs):
                 score = length_normalise(lp, t + 1, length_penalty, alpha)
                 finished[sent].append(Hypothesis(tokens, score, lp))
 
-        # Continue with the K best candidates that did not end (stable sort puts them first).
-        keep = (token == EOS).long().argsort(dim=-1, stable=True)[:, :K]  # (n, K)
-        scores = top.gather(1, keep)
-        parent = (torch.arange(n, device=device).unsqueeze(1) * K + beam.gather(1, keep)).view(-1)
+        # Continue with the K best candidates that did not end (stable sort puts them first;
+        # where fewer than K did not end, as when the first step's vocabulary is smaller than
+        # K + 1, an ended one fills the beam as dead, score -inf).
+        ends = token == EOS
+        keep = ends.long().argsort(dim=-1, stable=True)[:, :K]  # (n, K)
+        scores = top.gather(1, keep).masked_fill(ends.gather(1, keep), NEG_INF)
+        parent = torch.arange(n, device=device).unsqueeze(1) * width + beam.gather(1, keep)
+        parent = parent.view(-1)
         history = torch.cat([history[parent], token.gather(1, keep).view(-1, 1)], dim=1)
         state = select(state, parent)
 
@@ -168,7 +205,8 @@ def beam_search(
             break
         if not still.all():  # drop finished sentences from the batch
             idx = still.nonzero().squeeze(1)
-            beam_rows = (idx.unsqueeze(1) * K + torch.arange(K, device=device)).view(-1)
+            width = scores.size(1)
+            beam_rows = (idx.unsqueeze(1) * width + torch.arange(width, device=device)).view(-1)
             active, scores = active[idx], scores[idx]
             history, state = history[beam_rows], select(state, beam_rows)
 

@@ -5,7 +5,14 @@ import pytest
 import torch
 
 from seq2seq.data.tokenizer import BOS, EOS, PAD
-from seq2seq.search import beam_search, generate, greedy_search, length_normalise
+from seq2seq.models.interface import output_log_probs
+from seq2seq.search import (
+    beam_search,
+    generate,
+    greedy_search,
+    length_normalise,
+    top_candidates,
+)
 from tests.helpers import random_batch, tiny_lstm
 
 
@@ -103,3 +110,49 @@ def test_min_len_and_forced_length(beam):
     # the maximum wins when it is below the minimum
     short = generate(model, src, lens, beam_size=beam, max_len_a=3, max_len_b=0.0, min_len=12)
     assert all(len(h.tokens) == 2 for h in short)
+
+
+@pytest.mark.parametrize("V", [640, 650, 100])  # whole blocks, a partial last block, too few
+@pytest.mark.parametrize("K, k", [(1, 1), (5, 10), (3, 2)])
+def test_top_candidates_equal_topk_over_all_beams(V, K, k):
+    n = 4
+    g = torch.Generator().manual_seed(V + K)
+    # distinct values (no ties), so indices must agree too; PAD masked, a beam dead
+    logp = torch.randperm(n * K * V, generator=g).float().view(n * K, V) / -100.0
+    logp[:, PAD] = float("-inf")
+    scores = torch.randn(n, K, generator=g)
+    if K > 1:
+        scores[0, -1] = float("-inf")
+    ref_values, ref_index = (scores.view(-1, 1) + logp).view(n, K * V).topk(k, dim=-1)
+    values, index = top_candidates(logp, scores, k)
+    assert torch.equal(values, ref_values)
+    assert torch.equal(index, ref_index)
+
+
+def test_top_candidates_keep_every_finite_candidate_when_few_exist():
+    logp = torch.full((2, 700), float("-inf"))  # a forced step: only EOS is allowed
+    logp[:, EOS] = -0.5
+    values, index = top_candidates(logp, torch.tensor([[-1.0, -2.0]]), 4)
+    assert values[0, :2].tolist() == [-1.5, -2.5] and torch.isinf(values[0, 2:]).all()
+    assert index[0, :2].tolist() == [EOS, 700 + EOS]
+
+
+def test_beam_wider_than_the_vocabulary_ends_no_hypothesis_twice():
+    model = tiny_lstm(tgt_vocab=5)  # 2 real tokens, beam 8
+    src, lens = random_batch(lens=(5, 3))
+    for hyps in beam_search(model, src, lens, beam_size=8, max_len_a=4, max_len_b=0.0, nbest=8):
+        outputs = [tuple(h.tokens) for h in hyps]
+        assert len(outputs) == len(set(outputs))
+        assert all(EOS not in o and math.isfinite(h.score) for o, h in zip(outputs, hyps))
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_output_log_probs_are_the_float32_log_softmax(bias):
+    torch.manual_seed(0)
+    out, features = torch.nn.Linear(16, 700, bias=bias), torch.randn(5, 16)
+    expected = out(features).log_softmax(-1)
+    torch.testing.assert_close(output_log_probs(out, features), expected)
+    low = output_log_probs(out.bfloat16(), features.bfloat16())
+    assert low.dtype == torch.float32
+    torch.testing.assert_close(low, expected, atol=0.05, rtol=0.01)
+    torch.testing.assert_close(low.exp().sum(-1), torch.ones(5))

@@ -25,7 +25,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from seq2seq.errors import UserError
 from seq2seq.models.dropout import Dropout
-from seq2seq.models.interface import State
+from seq2seq.models.interface import State, output_log_probs
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +200,7 @@ class LSTMSeq2Seq(nn.Module):
 
     def decode_step(self, prev: Tensor, state: State) -> tuple[Tensor, State]:
         y, state = self._decode(prev.unsqueeze(1), state)  # (B, 1, H)
-        return self.out(y.squeeze(1)).log_softmax(-1, dtype=torch.float32), state
+        return output_log_probs(self.out, y.squeeze(1)), state
 
 
 def _state(final: Hidden) -> State:
