@@ -25,7 +25,7 @@ from hydra.errors import (
 )
 from omegaconf import DictConfig, OmegaConf
 
-from seq2seq.allocator import keep_freed_memory
+from seq2seq.allocator import setup_memory
 from seq2seq.errors import UserError
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -43,10 +43,10 @@ def compose_config(name: str, overrides: list[str]) -> DictConfig:
 def run(main: Callable[[], object]) -> None:
     """Call a `@hydra.main` function; an unknown group option, a key that does not exist or an
     override that does not parse exits with `error: <one line>` (status 1). Sets up the
-    allocator first (`seq2seq.allocator`)."""
+    memory settings first (`seq2seq.allocator`)."""
     # Hydra prints its own multi-line report (and its search path) unless told to raise.
     os.environ["HYDRA_FULL_ERROR"] = "1"
-    keep_freed_memory()
+    setup_memory()
     try:
         main()
     except HydraException as e:

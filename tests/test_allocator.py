@@ -43,3 +43,13 @@ def test_the_real_mallopt_accepts_the_settings(monkeypatch):
 def test_not_applied_without_glibc(monkeypatch):
     monkeypatch.setattr(allocator.sys, "platform", "darwin")
     assert not allocator.keep_freed_memory()
+
+
+def test_setup_caps_onednn_cache_unless_the_user_chose(monkeypatch):
+    monkeypatch.setattr(allocator, "keep_freed_memory", lambda: True)
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
+    allocator.setup_memory()
+    assert allocator.os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "16"
+    monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "1024")
+    allocator.setup_memory()
+    assert allocator.os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "1024"

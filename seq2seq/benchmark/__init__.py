@@ -31,10 +31,10 @@ def peak_rss_mb() -> dict[str, float]:
 
 
 def in_fresh_process(function: Callable[..., dict], *args: object) -> dict:
-    """`function(*args)` (module-level, JSON in and out) in a new Python process, with the
-    allocator set up as every script sets it (`seq2seq.cli.run`)."""
-    code = ("import json, sys; from seq2seq.allocator import keep_freed_memory; "
-            "keep_freed_memory(); "
+    """`function(*args)` (module-level, JSON in and out) in a new Python process, with
+    memory set up as every script sets it (`seq2seq.cli.run`)."""
+    code = ("import json, sys; from seq2seq.allocator import setup_memory; "
+            "setup_memory(); "
             f"from {function.__module__} import {function.__name__} as f; "
             "print(json.dumps(f(*json.loads(sys.argv[1]))))")  # fmt: skip
     proc = subprocess.run([sys.executable, "-c", code, json.dumps(args)], capture_output=True,
