@@ -3,8 +3,9 @@ and benchmark child calls first).
 
 oneDNN, which runs bf16 matmuls and LSTMs on a CPU, caches a compiled primitive, with its
 buffers, for each shape it sees, up to 1024 of them; batches of varying length keep adding
-shapes. Capped at 16, the speed benchmark's bf16 training peaked at 1.39 GB instead of 1.73
-(model A) and 1.75 instead of 2.43 GB (B), with no slowdown beyond this machine's noise.
+shapes. Capped at 16, `scripts/benchmark.py speed` measured bf16 training peaks of 1.35 GB
+instead of 1.76 (model A) and 1.72 instead of 2.50 GB (B) (README, Speed), with no slowdown
+beyond this machine's noise.
 
 glibc's allocator: memory a step frees stays in the process for the next.
 
@@ -12,10 +13,11 @@ By default glibc maps every allocation above a threshold (128 KiB, raised on the
 largest block freed so far) straight from the kernel and gives it back when freed, and returns
 the top of its heap once more than twice that is free. A training or decoding step frees and
 reallocates tens of MB of activations and logits, so it pays a page fault and a zeroed page for
-every 4 KiB, every step: about 38,000 faults a step for the speed benchmark's LSTM (model A)
-and 25,000 for its Transformer (B), on a 2-core CPU. With blocks up to 32 MiB kept on the heap
-(glibc's maximum) and the heap trimmed only above 1 GiB free, that fell to 2,700 and 4,800,
-and the peak resident memory did not grow (README, Speed).
+every 4 KiB, every step. In a quick check (a bare bf16 training loop counting minor faults,
+not a script in this repository) that was about 38,000 faults a step for the speed benchmark's
+LSTM (model A) and 25,000 for its Transformer (B) on a 2-core CPU; with blocks up to 32 MiB
+kept on the heap (glibc's maximum) and the heap trimmed only above 1 GiB free, 2,700 to 4,800,
+and the peak resident memory did not grow.
 """
 
 from __future__ import annotations

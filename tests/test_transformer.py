@@ -170,7 +170,7 @@ def test_bf16_attention_on_cpu_matches_the_fused_kernel(causal):
         torch.testing.assert_close(out[..., 0, :].float(), vb[..., 0, :].float().detach())
 
 
-def test_attention_dropout_drops_weights_only_in_training():
+def test_attention_dropout_drops_weights_only_when_asked():
     q = k = v = torch.ones(1, 1, 4, 8, dtype=torch.bfloat16)
     torch.manual_seed(0)
     dropped = attend(q, k, v, dropout=0.5)
