@@ -37,6 +37,7 @@ from seq2seq.data.datamodule import build_datamodule
 from seq2seq.loss import token_losses
 from seq2seq.models.lstm import LSTMSeq2Seq
 from seq2seq.models.transformer import TransformerSeq2Seq
+from seq2seq.precision import resolve_precision, uses_bf16
 from seq2seq.report import pyplot, save_figure
 from seq2seq.search import forced_length, greedy_search
 from seq2seq.train import model_config, train
@@ -232,17 +233,19 @@ def recurrence_cost(cfg: DictConfig, out: Path) -> dict:
     device = torch.device(part.device)
     torch.manual_seed(0)
     V = part.vocab_size
+    precision = resolve_precision(part.precision, device.type)
+    bf16 = uses_bf16(precision)
     models = {
         "lstm": LSTMSeq2Seq(V, V, **part.lstm),
         "transformer": TransformerSeq2Seq(V, V, **part.transformer),
     }
-    results: dict = {"device": str(device), "precision": part.precision, "models": {}}
+    results: dict = {"device": str(device), "precision": precision, "models": {}}
     rows = []
     for name, model in models.items():
         model.to(device)
         params = sum(p.numel() for p in model.parameters())
         results["models"][name] = {"parameters": params, "train": {}, "decode": {}}
-        with torch.autocast(device.type, torch.bfloat16, enabled=part.precision == "bf16"):
+        with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
             for n in part.lengths:
                 seconds = _median_seconds(part.repeats, _train_step, model, part.batch_size, n, V)
                 results["models"][name]["train"][n] = seconds
@@ -262,7 +265,7 @@ def recurrence_cost(cfg: DictConfig, out: Path) -> dict:
     results["cells"] = {"length": part.cell_length, "seconds": {}}
     for name, options in variants.items():
         model = LSTMSeq2Seq(V, V, **{**part.lstm, **options}).to(device)
-        with torch.autocast(device.type, torch.bfloat16, enabled=part.precision == "bf16"):
+        with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
             seconds = _median_seconds(part.repeats, _train_step, model, part.batch_size,
                                       part.cell_length, V)  # fmt: skip
         results["cells"]["seconds"][name] = seconds
@@ -283,7 +286,7 @@ def recurrence_cost(cfg: DictConfig, out: Path) -> dict:
                else "greedy decoding, one sentence")  # fmt: skip
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
-    fig.suptitle(f"{device.type}, {part.precision}", fontsize=9)
+    fig.suptitle(f"{device.type}, {precision}", fontsize=9)
     save_figure(fig, out / "recurrence.png")
     return results
 

@@ -16,6 +16,7 @@ from torch import nn
 from seq2seq.data.tokenizer import Tokenizer, tokenizer_from_state_dict
 from seq2seq.ensemble import Ensemble
 from seq2seq.errors import UserError
+from seq2seq.precision import warn_if_emulated
 
 
 @dataclass
@@ -87,6 +88,7 @@ def load_models(
     if str(precision) not in PRECISIONS:
         raise UserError(f"precision={precision}: expected one of {', '.join(PRECISIONS)}")
     dtype = PRECISIONS[str(precision)]
+    warn_if_emulated(dtype, device)
     if isinstance(paths, (str, Path)):
         loaded = load_checkpoint(paths, device)
         loaded.model.to(dtype)

@@ -20,7 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 from seq2seq.data.datamodule import TranslationDataModule, build_datamodule
 from seq2seq.loss import teacher_forced_losses
 from seq2seq.module import TranslationModule
-from seq2seq.train import model_config, resolve_precision
+from seq2seq.precision import resolve_precision, uses_bf16
+from seq2seq.train import model_config
 
 
 class _Clock(pl.Callback):
@@ -83,7 +84,7 @@ def plain_tokens_per_second(cfg: DictConfig, steps: int, warmup: int) -> float:
     per_sentence, chunk = cfg.optim.loss_per == "sentence", cfg.loss_chunk
     tokens, start = 0, 0.0
     batches = islice(_forever(datamodule), warmup + steps)
-    bf16 = str(resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)).startswith("bf16")
+    bf16 = uses_bf16(resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator))
     for step, batch in enumerate(batches):
         with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
             loss, _ = teacher_forced_losses(model, batch, cfg.optim.label_smoothing, chunk)

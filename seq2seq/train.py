@@ -8,7 +8,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytorch_lightning as pl
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
@@ -18,6 +17,7 @@ from seq2seq.checkpoint import CheckpointWriter, read_checkpoint
 from seq2seq.data.datamodule import build_datamodule
 from seq2seq.errors import UserError
 from seq2seq.module import TranslationModule
+from seq2seq.precision import resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -27,26 +27,6 @@ def model_config(cfg: DictConfig, src_vocab_size: int, tgt_vocab_size: int) -> d
     config = OmegaConf.to_container(cfg.model, resolve=True)
     config.update(src_vocab_size=src_vocab_size, tgt_vocab_size=tgt_vocab_size)
     return config
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX): there bf16 autocast
-    trains ~1.3x faster than fp32 (README "Speed"); elsewhere bf16 is emulated, and slower."""
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch's own CPU probes
-    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
-
-
-def resolve_precision(precision: str | int, accelerator: str) -> str | int:
-    """`auto`: bf16-mixed on a GPU or a CPU with native bf16, else 32-true. bf16 where the card
-    has it (Ampere and newer); older cards fall back to fp16 mixed."""
-    gpu = accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available()
-    if precision == "auto":
-        precision = "bf16-mixed" if gpu or cpu_has_bf16() else "32-true"
-        log.info("trainer.precision=auto: %s", precision)
-    if precision == "bf16-mixed" and gpu and not torch.cuda.is_bf16_supported():
-        log.warning("this GPU has no bf16: using precision=16-mixed")
-        return "16-mixed"
-    return precision
 
 
 def validation_decode(decode: DictConfig) -> dict:

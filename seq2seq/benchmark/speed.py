@@ -21,6 +21,7 @@ import time
 import torch
 
 from seq2seq.benchmark import compose_train, in_fresh_process, peak_rss_mb
+from seq2seq.precision import cpu_has_bf16, resolve_precision, uses_bf16
 
 MODELS = {
     "A": ["experiment=multi30k_lstm", "model.hidden_size=256", "model.embed_dim=256",
@@ -67,6 +68,11 @@ def train_flops_per_target_token(model_cfg: dict, src_per_tgt: float, tgt_len: f
     return 6 * macs
 
 
+def native_precisions() -> list[str]:
+    """fp32, and bf16 autocast where this CPU multiplies bf16 natively."""
+    return ["32-true", "bf16-mixed"] if cpu_has_bf16() else ["32-true"]
+
+
 def _peak_rss_gb() -> float:
     return peak_rss_mb()["peak_rss_mb"] / 1024
 
@@ -98,13 +104,12 @@ def decode_child(overrides: list[str], split: str, length: int, beams: list[int]
     from seq2seq.decode_speed import sentences_per_second
     from seq2seq.overhead import datamodule_and_model
     from seq2seq.search import forced_length
-    from seq2seq.train import resolve_precision
 
     cfg = compose_train(overrides)
     datamodule, model_cfg = datamodule_and_model(cfg)
     torch.manual_seed(0)
     precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
-    bf16 = str(precision).startswith("bf16")  # as the training side resolves it
+    bf16 = uses_bf16(precision)  # as the training side resolves it
     model = instantiate(model_cfg).eval().to(torch.bfloat16 if bf16 else torch.float32)
     texts = [s for s, _ in datamodule.source.pairs(split)]
     common = {"tokenizer": datamodule.tokenizer, "reverse_source": cfg.data.reverse_source,
@@ -123,9 +128,13 @@ def speed_benchmark(
     repeats: int = 2, beams: tuple[int, ...] = (1, 5, 12), split: str = "test_2016_flickr",
     cache_dir: str | None = None,
 ) -> list[dict]:  # fmt: skip
-    """One row per (model, precision): medians of `repeats` alternating plain/Lightning runs."""
-    peaks = {"32-true": matmul_peak(dtype=torch.float32),
-             "bf16-mixed": matmul_peak(dtype=torch.bfloat16)}  # fmt: skip
+    """One row per (model, precision): medians of `repeats` alternating plain/Lightning runs.
+    A precision this CPU cannot run natively (bf16 without AVX512-BF16 or AMX) is refused
+    before anything runs."""
+    for precision in precisions:
+        resolve_precision(precision, "cpu")
+    dtypes = {"32-true": torch.float32, "bf16-mixed": torch.bfloat16}
+    peaks = {p: matmul_peak(dtype=dtypes[p]) for p in {"32-true", *precisions}}
     rows = []
     for name in models:
         for precision in precisions:

@@ -1,0 +1,54 @@
+"""Which precision runs where: `auto` resolves to bf16 where the hardware multiplies it
+natively, and an explicit bf16 on a CPU that does not is refused (training) or warned about
+(decoding) instead of crawling or crashing."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from seq2seq.errors import UserError
+
+log = logging.getLogger(__name__)
+
+NO_CPU_BF16 = (
+    "this CPU has no native bf16 (AVX512-BF16 or AMX): PyTorch emulates it, several times "
+    "slower than fp32, and oneDNN cannot run nn.LSTM under bf16 autocast"
+)
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX): there bf16 autocast
+    trains ~1.5x faster than fp32 (README "Speed"); elsewhere bf16 is emulated, and slower."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch's own CPU probes
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+def uses_bf16(precision: str | int) -> bool:
+    """Whether a (resolved) Lightning precision computes in bf16."""
+    return str(precision).startswith("bf16")
+
+
+def resolve_precision(precision: str | int, accelerator: str) -> str | int:
+    """`trainer.precision` for Lightning. `auto`: bf16-mixed on a GPU or a CPU with native
+    bf16, else 32-true. bf16 where the card has it (Ampere and newer); older cards fall back to
+    fp16 mixed. bf16 asked for on a CPU without native bf16 is an error."""
+    gpu = accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available()
+    if precision == "auto":
+        precision = "bf16-mixed" if gpu or cpu_has_bf16() else "32-true"
+        log.info("trainer.precision=auto: %s", precision)
+    if uses_bf16(precision) and not gpu and not cpu_has_bf16():
+        raise UserError(
+            f"trainer.precision={precision}: {NO_CPU_BF16}; use trainer.precision=auto or 32-true"
+        )
+    if precision == "bf16-mixed" and gpu and not torch.cuda.is_bf16_supported():
+        log.warning("this GPU has no bf16: using precision=16-mixed")
+        return "16-mixed"
+    return precision
+
+
+def warn_if_emulated(dtype: torch.dtype, device: str | torch.device) -> None:
+    """Decoding with bf16 weights on a CPU without native bf16 works, but slowly: say so."""
+    if dtype == torch.bfloat16 and torch.device(device).type == "cpu" and not cpu_has_bf16():
+        log.warning("precision=bf16: %s; precision=32 decodes faster here", NO_CPU_BF16)
