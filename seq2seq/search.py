@@ -208,7 +208,7 @@ def beam_search(
             width = scores.size(1)
             beam_rows = (idx.unsqueeze(1) * width + torch.arange(width, device=device)).view(-1)
             active, scores = active[idx], scores[idx]
-            history, state = history[beam_rows], select(state, beam_rows)
+            history, state = history[beam_rows], select(state, beam_rows, idx)
 
     return [sorted(h, key=lambda h: h.score, reverse=True)[:nbest] for h in finished]
 

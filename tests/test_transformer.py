@@ -41,13 +41,34 @@ def test_cache_is_reordered_by_generic_select():
     with torch.no_grad():
         state = model.encode(src, lens)
         _, state = model.decode_step(torch.full((4,), BOS), state)
-        idx = torch.tensor([2, 2, 0])
-        moved = select(state, idx)
-        a, _ = model.decode_step(torch.tensor([5, 5, 6]), moved)
-        fresh = select(model.encode(src, lens), idx)
-        _, fresh = model.decode_step(torch.full((3,), BOS), fresh)
-        b, _ = model.decode_step(torch.tensor([5, 5, 6]), fresh)
+        # sentences 2 and 0 go on, two hypotheses each; the encoder keys stay one per sentence
+        moved = select(state, torch.tensor([2, 2, 0, 0]), torch.tensor([2, 0]))
+        assert moved["src_k0"].size(0) == 2 and moved["k0"].size(0) == 4
+        a, _ = model.decode_step(torch.tensor([5, 7, 6, 6]), moved)
+        fresh = model.encode(src[[2, 0]], lens[[2, 0]])
+        _, fresh = model.decode_step(torch.full((2,), BOS), fresh)
+        fresh = select(fresh, torch.tensor([0, 0, 1, 1]))
+        b, _ = model.decode_step(torch.tensor([5, 7, 6, 6]), fresh)
     torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_hypotheses_share_their_sentence_encoder_keys(norm_first):
+    """Three hypotheses per sentence over one copy of the encoder keys give what each gets
+    over its own copy (the keys repeated per hypothesis, as one sentence per row)."""
+    model = tiny_transformer(norm_first)
+    src, lens = random_batch()
+    prev = torch.randint(4, 13, (len(lens) * 3, 3), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        shared = select(model.encode(src, lens), torch.arange(len(lens)).repeat_interleave(3))
+        own = model.encode(src.repeat_interleave(3, 0), lens.repeat_interleave(3))
+        assert shared["src_k0"].size(0) == len(lens) and own["src_k0"].size(0) == 3 * len(lens)
+        for t in range(prev.size(1)):
+            a, shared = model.decode_step(prev[:, t], shared)
+            b, own = model.decode_step(prev[:, t], own)
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="5 hypothesis rows do not divide among 4 sentences"):
+        model.decode_step(prev[:5, 0], select(model.encode(src, lens), torch.arange(5) % 4))
 
 
 @pytest.mark.parametrize("norm_first", [False, True])
@@ -75,7 +96,7 @@ def test_padded_source_encodes_as_alone():
         batch_logits = model(src, lens, tgt)
         for i, n in enumerate(lens.tolist()):
             alone = model.encode(src[i : i + 1, :n], lens[i : i + 1])
-            for key in ("mem_k0", "mem_v1"):  # (B, H, S, D/H): the encoder output, projected
+            for key in ("src_k0", "src_v1"):  # (B, H, S, D/H): the encoder output, projected
                 torch.testing.assert_close(batch_state[key][i, :, :n], alone[key][0], atol=1e-5,
                                            rtol=1e-5)  # fmt: skip
             logits = model(src[i : i + 1, :n], lens[i : i + 1], tgt[i : i + 1])
@@ -168,6 +189,17 @@ def test_bf16_attention_on_cpu_matches_the_fused_kernel(causal):
     assert all(t.grad is not None and t.grad.abs().sum() > 0 for t in (qb, kb, vb))
     if causal:  # position 0 sees only key 0: its output is v[0] exactly (up to bf16)
         torch.testing.assert_close(out[..., 0, :].float(), vb[..., 0, :].float().detach())
+
+
+def test_one_query_attention_on_cpu_equals_the_fused_kernel():
+    g = torch.Generator().manual_seed(1)
+    q = torch.randn(3, 2, 1, 8, generator=g)  # a decoding step: one query position
+    k, v = (torch.randn(3, 2, 6, 8, generator=g) for _ in range(2))
+    mask = torch.ones(3, 1, 1, 6, dtype=torch.bool)
+    mask[1, ..., 2:] = False
+    for m in (None, mask):
+        ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, m)
+        torch.testing.assert_close(attend(q, k, v, m), ref, atol=1e-6, rtol=1e-5)
 
 
 def test_attention_dropout_drops_weights_only_when_asked():

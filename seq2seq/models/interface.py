@@ -2,7 +2,13 @@
 
 Greedy search, beam search, ensembles and rescoring see a model only through `Seq2Seq`.
 Decoder state is a dict of batch-first tensors returned to the caller, never kept on the
-module, so reordering beams is `select(state, idx)` for every architecture.
+module, so reordering beams is `select(state, rows)` for every architecture.
+
+A state entry holds one row per hypothesis, or, if its name starts with `src` (`per_sentence`),
+one row per source sentence, shared by all of that sentence's hypotheses: a search keeps each
+sentence's hypotheses in consecutive rows, as many for every sentence (`hypotheses_per_sentence`),
+so a Transformer attends over its encoder output once per sentence instead of copying it to
+every beam and reordering the copies at every step.
 
 Optionally a model also has `features(src, src_lens, tgt_in) -> (B, T, H)` and an `out`
 `nn.Linear` with `forward == out(features(...))`: training and scoring then fuse the output
@@ -34,9 +40,30 @@ class Seq2Seq(Protocol):
         ...
 
 
-def select(state: State, idx: Tensor) -> State:
-    """Reorder (or repeat, or drop) the batch rows of a state: beam search's only state op."""
-    return {k: v.index_select(0, idx) for k, v in state.items()}
+def per_sentence(key: str) -> bool:
+    """Whether a state entry holds one row per source sentence: its name, after an ensemble
+    member's `i.` prefix, starts with `src`."""
+    return key.rpartition(".")[2].startswith("src")
+
+
+def hypotheses_per_sentence(rows: int, sentences: int) -> int:
+    """How many consecutive hypothesis rows each source sentence has."""
+    if sentences == 0 or rows % sentences:
+        raise ValueError(f"{rows} hypothesis rows do not divide among {sentences} sentences")
+    return rows // sentences
+
+
+def select(state: State, rows: Tensor, sentences: Tensor | None = None) -> State:
+    """Keep (reorder, repeat or drop) the hypothesis rows `rows` of a state, and the sentence
+    rows `sentences` (None: the same sentences): beam search's only state op. Each sentence's
+    new hypotheses must be consecutive rows, in the order of its sentence row."""
+
+    def keep(key: str, value: Tensor) -> Tensor:
+        if per_sentence(key):
+            return value if sentences is None else value.index_select(0, sentences)
+        return value.index_select(0, rows)
+
+    return {k: keep(k, v) for k, v in state.items()}
 
 
 def output_log_probs(out: nn.Linear, features: Tensor) -> Tensor:

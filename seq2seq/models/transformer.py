@@ -8,10 +8,13 @@ the target embedding (§3.4); `share_embeddings` also shares them with the sourc
 needs a joint vocabulary. Attention runs through `F.scaled_dot_product_attention`, so GPUs use
 their fused kernels.
 
-Incremental decoding: `encode` projects the encoder output to keys/values once per decoder layer;
+Incremental decoding: `encode` projects the encoder output to keys/values once per decoder layer,
+one row per source sentence (`src_k<i>`, `src_v<i>`): a sentence's hypotheses (beams) attend to
+them as extra query positions of one attention call, so the keys are never copied per beam.
 `decode_step` appends one position to a per-layer key/value cache held in the returned state
-(batch-first, so beam search reorders it with the generic `select`). The prefix is never recomputed;
-`RecomputePrefix` does recompute it, for tests and for measuring what the cache saves.
+(batch-first, one row per hypothesis, so beam search reorders it with the generic `select`). The
+prefix is never recomputed; `RecomputePrefix` does recompute it, for tests and for measuring what
+the cache saves.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seq2seq.models.dropout import Dropout
-from seq2seq.models.interface import State, output_log_probs
+from seq2seq.models.interface import State, hypotheses_per_sentence, output_log_probs
 
 
 def sinusoids(start: int, length: int, d_model: int, device: torch.device | None = None) -> Tensor:
@@ -49,14 +52,16 @@ def attend(
 ) -> Tensor:
     """Scaled dot-product attention (§3.2.1); `attn_mask` is boolean, True = attend.
 
-    PyTorch's fused kernels, except for 16-bit tensors on a CPU: there its math kernel widens
-    q, k and v to float32 and its flash kernel is slow at NMT lengths, so the two matmuls run
-    in 16 bits (float32 accumulation) and only the scores' softmax in float32. In a quick
-    timing on 2 cores (200 x 4 heads x 20 x 20, bf16, forward + backward) that took 9 ms where
-    the math kernel took 20 and flash 50; a one-query decoding step with a padding mask, 0.7
-    against 5 ms.
+    PyTorch's fused kernels, except on a CPU for 16-bit tensors and for one query position
+    (a decoding step). For 16 bits its math kernel widens q, k and v to float32 and its flash
+    kernel is slow at NMT lengths, so the two matmuls run in 16 bits (float32 accumulation) and
+    only the scores' softmax in float32. In a quick timing on 2 cores (200 x 4 heads x 20 x 20,
+    bf16, forward + backward) that took 9 ms where the math kernel took 20 and flash 50; a
+    one-query decoding step with a padding mask, 0.7 against 5 ms. In fp32, one query over 10
+    to 20 keys (265 rows x 4 heads) took 0.27-0.44 ms against the flash kernel's 0.48-1.7.
     """
-    if q.device.type != "cpu" or q.dtype not in (torch.bfloat16, torch.float16):
+    one_query = q.size(-2) == 1
+    if q.device.type != "cpu" or not (one_query or q.dtype in (torch.bfloat16, torch.float16)):
         return F.scaled_dot_product_attention(q, k, v, attn_mask, dropout, is_causal)
     scores = (q @ k.transpose(-2, -1)).float() * q.size(-1) ** -0.5  # (B, H, T, S)
     if is_causal:
@@ -105,7 +110,8 @@ class SelfAttention(nn.Module):
 
 
 class CrossAttention(nn.Module):
-    """Multi-head attention from the decoder to encoder keys/values computed once by `memory_kv`."""
+    """Multi-head attention from the decoder to encoder keys/values computed once by `memory_kv`,
+    one row per source sentence; x may hold several hypotheses (consecutive rows) per sentence."""
 
     def __init__(self, d_model: int, nhead: int, dropout: float) -> None:
         super().__init__()
@@ -119,9 +125,13 @@ class CrossAttention(nn.Module):
         return split_heads(k, self.nhead), split_heads(v, self.nhead)  # (B, H, S, D/H) each
 
     def forward(self, x: Tensor, memory_kv: tuple[Tensor, Tensor], attn_mask: Tensor) -> Tensor:
-        q = split_heads(self.q(x), self.nhead)
+        rows, T, D = x.shape
+        n = memory_kv[0].size(0)
+        width = hypotheses_per_sentence(rows, n)
+        # a sentence's hypotheses become extra query positions over its one copy of the keys
+        q = split_heads(self.q(x).reshape(n, width * T, D), self.nhead)
         y = attend(q, *memory_kv, attn_mask, self.dropout if self.training else 0.0)
-        return self.out(merge_heads(y))
+        return self.out(merge_heads(y).reshape(rows, T, D))
 
 
 class Sublayers(nn.Module):
@@ -248,9 +258,9 @@ class TransformerSeq2Seq(nn.Module):
             x, _ = layer(x, attn_mask)
         memory = self.encoder_norm(x)  # (B, S, D)
         state = {"src_pad": src_pad}
-        for i, layer in enumerate(self.decoder):
-            state[f"mem_k{i}"], state[f"mem_v{i}"] = layer.cross_attn.memory_kv(memory)
-            B, H, S, Dh = state[f"mem_k{i}"].shape
+        for i, layer in enumerate(self.decoder):  # src_*: one row per sentence (interface.py)
+            state[f"src_k{i}"], state[f"src_v{i}"] = layer.cross_attn.memory_kv(memory)
+            B, H, S, Dh = state[f"src_k{i}"].shape
             empty = memory.new_zeros(B, H, 0, Dh)  # the self-attention cache, filled by steps
             state[f"k{i}"], state[f"v{i}"] = empty, empty
         return state
@@ -263,7 +273,7 @@ class TransformerSeq2Seq(nn.Module):
         src_attn_mask = ~state["src_pad"][:, None, None, :]
         new_state = dict(state)
         for i, layer in enumerate(self.decoder):
-            memory_kv = (state[f"mem_k{i}"], state[f"mem_v{i}"])
+            memory_kv = (state[f"src_k{i}"], state[f"src_v{i}"])
             past = (state[f"k{i}"], state[f"v{i}"]) if cached else None
             x, (new_state[f"k{i}"], new_state[f"v{i}"]) = layer(
                 x, is_causal=past is None, past=past, memory_kv=memory_kv,
