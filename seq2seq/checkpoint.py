@@ -6,11 +6,9 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from hydra.utils import instantiate
-from pytorch_lightning.plugins import TorchCheckpointIO
 from torch import nn
 
 from seq2seq.data.tokenizer import Tokenizer, tokenizer_from_state_dict
@@ -172,16 +170,3 @@ def save_checkpoint(ckpt: dict, path: str | Path) -> Path:
             f"{path}: cannot write the checkpoint ({e.strerror or e}); {kept}"
         ) from None
     return path
-
-
-class CheckpointWriter(TorchCheckpointIO):
-    """Lightning's checkpoint I/O, writing through `save_checkpoint`. (Lightning's own stages
-    the file in the system temp directory, and moving it onto another filesystem copies it
-    over the old checkpoint: a full disk there would truncate both.)"""
-
-    def save_checkpoint(
-        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
-    ) -> None:
-        if storage_options is not None:  # unsupported: Lightning's error says so
-            return super().save_checkpoint(checkpoint, path, storage_options)
-        save_checkpoint(checkpoint, path)

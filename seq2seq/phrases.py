@@ -9,8 +9,7 @@ from pathlib import Path
 import torch
 
 from seq2seq.checkpoint import load_checkpoint
-from seq2seq.data.batching import collate
-from seq2seq.data.datamodule import encode_sources
+from seq2seq.data.batching import collate, encode_sources
 from seq2seq.data.sources import read_lines
 from seq2seq.errors import UserError
 from seq2seq.report import pyplot, save_figure

@@ -13,8 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from seq2seq.data.batching import BucketBatchSampler, collate
-from seq2seq.data.datamodule import EncodedPairs, encode_sources
+from seq2seq.data.batching import BucketBatchSampler, EncodedPairs, collate, encode_sources
 from seq2seq.data.sources import read_lines
 from seq2seq.data.tokenizer import Tokenizer
 from seq2seq.errors import UserError

@@ -6,20 +6,35 @@ import logging
 import math
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+from pytorch_lightning.plugins import TorchCheckpointIO
 
-from seq2seq.checkpoint import CheckpointWriter, read_checkpoint
+from seq2seq.checkpoint import read_checkpoint, save_checkpoint
 from seq2seq.data.datamodule import build_datamodule
 from seq2seq.errors import UserError
 from seq2seq.module import TranslationModule
 from seq2seq.precision import resolve_precision
 
 log = logging.getLogger(__name__)
+
+
+class CheckpointWriter(TorchCheckpointIO):
+    """Lightning's checkpoint I/O, writing through `save_checkpoint`. (Lightning's own stages
+    the file in the system temp directory, and moving it onto another filesystem copies it
+    over the old checkpoint: a full disk there would truncate both.)"""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
+    ) -> None:
+        if storage_options is not None:  # unsupported: Lightning's error says so
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        save_checkpoint(checkpoint, path)
 
 
 def model_config(cfg: DictConfig, src_vocab_size: int, tgt_vocab_size: int) -> dict:

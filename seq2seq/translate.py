@@ -8,8 +8,7 @@ from typing import Any
 
 from torch import nn
 
-from seq2seq.data.batching import BucketBatchSampler, collate
-from seq2seq.data.datamodule import encode_sources
+from seq2seq.data.batching import BucketBatchSampler, collate, encode_sources
 from seq2seq.data.tokenizer import Tokenizer
 from seq2seq.errors import UserError
 from seq2seq.search import beam_search, generate

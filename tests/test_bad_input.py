@@ -19,7 +19,7 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
 
 from seq2seq import checkpoint
-from seq2seq.checkpoint import CheckpointWriter, read_checkpoint, save_checkpoint
+from seq2seq.checkpoint import read_checkpoint, save_checkpoint
 from seq2seq.cli import number_type_errors, one_line
 from seq2seq.data.batching import BucketBatchSampler
 from seq2seq.data.datamodule import TranslationDataModule
@@ -27,7 +27,7 @@ from seq2seq.data.sources import Demo, TextFiles
 from seq2seq.data.tokenizer import TokenizerSpec, tokenizer_key
 from seq2seq.errors import UserError
 from seq2seq.models.lstm import LSTMSeq2Seq
-from seq2seq.train import resume_from, train
+from seq2seq.train import CheckpointWriter, resume_from, train
 from seq2seq.translate import translate_texts
 from tests.helpers import CONF, ROOT, tokenizer_for
 

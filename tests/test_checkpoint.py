@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -9,8 +12,7 @@ from seq2seq.checkpoint import (
     load_models,
     save_checkpoint,
 )
-from seq2seq.data.batching import collate
-from seq2seq.data.datamodule import encode_sources
+from seq2seq.data.batching import collate, encode_sources
 from seq2seq.data.tokenizer import EOS
 from seq2seq.errors import UserError
 from seq2seq.translate import translate_texts
@@ -104,3 +106,14 @@ def test_averaging_refuses_different_models(tmp_path):
         average_checkpoints([a, tmp_path / "other.ckpt"])
     with pytest.raises(UserError, match="asked for the last 3 checkpoints"):
         last_checkpoints(tmp_path, 3)
+
+
+def test_decoding_starts_without_lightning():
+    """evaluate/translate/score/decode_speed never import Lightning (~7 s of start-up here)."""
+    code = (
+        "import sys, seq2seq.evaluate, seq2seq.translate, seq2seq.score, seq2seq.decode_speed, "
+        "seq2seq.phrases; print([m for m in ('pytorch_lightning', 'lightning_fabric') "
+        "if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

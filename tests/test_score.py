@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from seq2seq.data.batching import collate
-from seq2seq.data.datamodule import TranslationDataModule, encode_sources
+from seq2seq.data.batching import collate, encode_sources
+from seq2seq.data.datamodule import TranslationDataModule
 from seq2seq.data.sources import Demo
 from seq2seq.data.tokenizer import BOS, EOS
 from seq2seq.errors import UserError

@@ -6,9 +6,9 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import Dataset, Sampler
 
-from seq2seq.data.tokenizer import BOS, EOS, PAD
+from seq2seq.data.tokenizer import BOS, EOS, PAD, Tokenizer
 from seq2seq.errors import UserError
 
 
@@ -140,3 +140,27 @@ def collate(examples: list[dict]) -> dict:
         batch["tgt_out"] = pad([e["tgt"] + [EOS] for e in examples])
         batch["ntokens"] = sum(len(e["tgt"]) + 1 for e in examples)
     return batch
+
+
+class EncodedPairs(Dataset):
+    """Token ids of sentences held in memory; `tgt` is None for source-only input (translation)."""
+
+    def __init__(self, src: list[list[int]], tgt: list[list[int]] | None = None) -> None:
+        self.src, self.tgt = src, tgt
+
+    def __len__(self) -> int:
+        return len(self.src)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"idx": i, "src": self.src[i], "tgt": None if self.tgt is None else self.tgt[i]}
+
+    def lengths(self) -> list[int]:
+        """Per-example cost for batching: the longer side, with its EOS/BOS."""
+        if self.tgt is None:
+            return [len(s) + 1 for s in self.src]
+        return [max(len(s), len(t)) + 1 for s, t in zip(self.src, self.tgt)]
+
+
+def encode_sources(tokenizer: Tokenizer, texts: list[str], reverse: bool) -> EncodedPairs:
+    ids = tokenizer.encode_src(texts)
+    return EncodedPairs([reverse_source(s) if reverse else s for s in ids])

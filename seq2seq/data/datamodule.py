@@ -23,30 +23,6 @@ from seq2seq.errors import UserError
 log = logging.getLogger(__name__)
 
 
-class EncodedPairs(Dataset):
-    """Token ids of sentences held in memory; `tgt` is None for source-only input (translation)."""
-
-    def __init__(self, src: list[list[int]], tgt: list[list[int]] | None = None) -> None:
-        self.src, self.tgt = src, tgt
-
-    def __len__(self) -> int:
-        return len(self.src)
-
-    def __getitem__(self, i: int) -> dict:
-        return {"idx": i, "src": self.src[i], "tgt": None if self.tgt is None else self.tgt[i]}
-
-    def lengths(self) -> list[int]:
-        """Per-example cost for batching: the longer side, with its EOS/BOS."""
-        if self.tgt is None:
-            return [len(s) + 1 for s in self.src]
-        return [max(len(s), len(t)) + 1 for s, t in zip(self.src, self.tgt)]
-
-
-def encode_sources(tokenizer: Tokenizer, texts: list[str], reverse: bool) -> EncodedPairs:
-    ids = tokenizer.encode_src(texts)
-    return EncodedPairs([reverse_source(s) if reverse else s for s in ids])
-
-
 class CachedPairs(Dataset):
     """The kept `rows` of a split's token ids in the Arrow cache (memory-mapped, shared by
     every process); example i is row `rows[i]`, its source reversed if asked."""
