@@ -52,16 +52,14 @@ def attend(
 ) -> Tensor:
     """Scaled dot-product attention (§3.2.1); `attn_mask` is boolean, True = attend.
 
-    PyTorch's fused kernels, except on a CPU for 16-bit tensors and for one query position
-    (a decoding step). For 16 bits its math kernel widens q, k and v to float32 and its flash
-    kernel is slow at NMT lengths, so the two matmuls run in 16 bits (float32 accumulation) and
-    only the scores' softmax in float32. In a quick timing on 2 cores (200 x 4 heads x 20 x 20,
-    bf16, forward + backward) that took 9 ms where the math kernel took 20 and flash 50; a
-    one-query decoding step with a padding mask, 0.7 against 5 ms. In fp32, one query over 10
-    to 20 keys (265 rows x 4 heads) took 0.27-0.44 ms against the flash kernel's 0.48-1.7.
+    PyTorch's fused kernels, except for 16-bit tensors on a CPU: there its math kernel widens
+    q, k and v to float32 and its flash kernel is slow at NMT lengths, so the two matmuls run
+    in 16 bits (float32 accumulation) and only the scores' softmax in float32. In a quick
+    timing on 2 cores (200 x 4 heads x 20 x 20, bf16, forward + backward) that took 9 ms where
+    the math kernel took 20 and flash 50; a one-query decoding step with a padding mask, 0.7
+    against 5 ms.
     """
-    one_query = q.size(-2) == 1
-    if q.device.type != "cpu" or not (one_query or q.dtype in (torch.bfloat16, torch.float16)):
+    if q.device.type != "cpu" or q.dtype not in (torch.bfloat16, torch.float16):
         return F.scaled_dot_product_attention(q, k, v, attn_mask, dropout, is_causal)
     scores = (q @ k.transpose(-2, -1)).float() * q.size(-1) ** -0.5  # (B, H, T, S)
     if is_causal:
