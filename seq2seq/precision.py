@@ -48,6 +48,13 @@ def resolve_precision(precision: str | int, accelerator: str) -> str | int:
     return precision
 
 
+def refuse_emulated(precisions: list[str] | tuple[str, ...]) -> None:
+    """For benchmarks: stop before measuring anything if a precision is bf16 on a CPU without
+    native bf16 (the error of `resolve_precision`)."""
+    for precision in precisions:
+        resolve_precision(precision, "cpu")
+
+
 def warn_if_emulated(dtype: torch.dtype, device: str | torch.device) -> None:
     """Decoding with bf16 weights on a CPU without native bf16 works, but slowly: say so."""
     if dtype == torch.bfloat16 and torch.device(device).type == "cpu" and not cpu_has_bf16():

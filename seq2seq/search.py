@@ -167,6 +167,7 @@ def beam_search(
     history = torch.full((B, 1), BOS, dtype=torch.long, device=device)
     active = torch.arange(B, device=device)  # original index of each sentence still searching
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
+    ended_count = torch.zeros(B, dtype=torch.long, device=device)  # len(finished[i])
 
     for t in range(int(limit.max())):
         n, width = scores.shape
@@ -182,6 +183,7 @@ def beam_search(
         if ended.any():
             where = ended.nonzero()  # (E, 2): sentence row, candidate
             rows = where[:, 0] * width + beam[where[:, 0], where[:, 1]]
+            ended_count.index_add_(0, active[where[:, 0]], torch.ones_like(where[:, 0]))
             sents = active[where[:, 0]].tolist()
             logprobs = top[where[:, 0], where[:, 1]].tolist()
             for sent, tokens, lp in zip(sents, history[rows, 1:].tolist(), logprobs):
@@ -199,8 +201,7 @@ def beam_search(
         history = torch.cat([history[parent], token.gather(1, keep).view(-1, 1)], dim=1)
         state = select(state, parent)
 
-        counts = torch.tensor([len(finished[int(s)]) for s in active], device=device)
-        still = (counts < K) & (limit[active] - 1 > t)
+        still = (ended_count[active] < K) & (limit[active] - 1 > t)
         if not still.any():
             break
         if not still.all():  # drop finished sentences from the batch

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from seq2seq.benchmark import compose_train, in_fresh_process
 from seq2seq.benchmark.speed import MODELS
-from seq2seq.precision import resolve_precision
+from seq2seq.precision import refuse_emulated
 
 
 def train_and_test(overrides: list[str], run_dir: str, split: str) -> dict:
@@ -37,8 +37,7 @@ def parity_benchmark(
     data_dir: str, model: str, epochs: int, workdir: Path,
     precisions: tuple[str, ...] = ("32-true", "bf16-mixed"), split: str = "test_2016_flickr",
 ) -> list[dict]:  # fmt: skip
-    for precision in precisions:  # refuse bf16 on a CPU without it before training anything
-        resolve_precision(precision, "cpu")
+    refuse_emulated(precisions)  # before training anything
     rows = []
     for precision in precisions:
         overrides = [*MODELS[model], f"data.dir={data_dir}", f"trainer.precision={precision}",

@@ -21,7 +21,7 @@ import time
 import torch
 
 from seq2seq.benchmark import compose_train, in_fresh_process, peak_rss_mb
-from seq2seq.precision import cpu_has_bf16, resolve_precision, uses_bf16
+from seq2seq.precision import cpu_has_bf16, refuse_emulated, resolve_precision, uses_bf16
 
 MODELS = {
     "A": ["experiment=multi30k_lstm", "model.hidden_size=256", "model.embed_dim=256",
@@ -131,8 +131,7 @@ def speed_benchmark(
     """One row per (model, precision): medians of `repeats` alternating plain/Lightning runs.
     A precision this CPU cannot run natively (bf16 without AVX512-BF16 or AMX) is refused
     before anything runs."""
-    for precision in precisions:
-        resolve_precision(precision, "cpu")
+    refuse_emulated(precisions)
     dtypes = {"32-true": torch.float32, "bf16-mixed": torch.bfloat16}
     peaks = {p: matmul_peak(dtype=dtypes[p]) for p in {"32-true", *precisions}}
     rows = []
