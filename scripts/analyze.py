@@ -5,7 +5,6 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from seq2seq.analysis import depth, gradient_flow, recurrence_cost
 from seq2seq.cli import check_number_overrides, run, user_errors
 from seq2seq.errors import UserError
 
@@ -46,18 +45,22 @@ def report_recurrence(results: dict) -> None:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="analyze")
 def main(cfg: DictConfig) -> None:
     out = Path(cfg.out)
-    parts = ("gradient_flow", "depth", "recurrence") if cfg.part == "all" else (cfg.part,)
+    known = ("gradient_flow", "depth", "recurrence")
+    parts = known if cfg.part == "all" else (cfg.part,)
     with user_errors():
         check_number_overrides(cfg)
+        if parts[0] not in known:
+            raise UserError(f"part={cfg.part!r}: expected all, gradient_flow, depth or recurrence")
+        # Lightning: ~10 s to import; bad input fails before it
+        from seq2seq.analysis import depth, gradient_flow, recurrence_cost
+
         for part in parts:
             if part == "gradient_flow":
                 report_gradient_flow(gradient_flow(cfg, out))
             elif part == "depth":
                 report_depth(depth(cfg, out))
-            elif part == "recurrence":
-                report_recurrence(recurrence_cost(cfg, out))
             else:
-                raise UserError(f"part={part!r}: expected all, gradient_flow, depth or recurrence")
+                report_recurrence(recurrence_cost(cfg, out))
             print(f"wrote {out / part}.png, .csv, .json")
 
 

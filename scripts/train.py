@@ -7,13 +7,14 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from seq2seq.cli import check_number_overrides, run, user_errors
-from seq2seq.train import train
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> None:
     with user_errors():
         check_number_overrides(cfg)
+        from seq2seq.train import train  # Lightning: ~10 s to import; a typo fails before it
+
         summary = train(cfg, HydraConfig.get().runtime.output_dir)
     if summary["rank"] != 0:
         return  # under DDP one summary is enough

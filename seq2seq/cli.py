@@ -120,7 +120,7 @@ def check_number_overrides(cfg: DictConfig) -> None:
     for o in OverridesParser.create().parse_overrides(overrides):
         if loader.get_group_options(o.key_or_group):
             groups.append(o.input_line)
-        elif not o.is_delete():
+        elif not o.is_delete() and o.key_or_group not in keys:  # a key given twice: one error
             keys.append(o.key_or_group)
     if not keys:
         return

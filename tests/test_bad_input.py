@@ -189,6 +189,29 @@ def test_unknown_key_or_unparsable_override(override, expected):
     assert one_line(e.value) == expected
 
 
+def test_bad_override_fails_before_lightning_is_imported(tmp_path):
+    """train.py and analyze.py check their overrides before importing Lightning (~10 s of
+    start-up on 2 cores): a typo costs about a second."""
+    code = (
+        "import runpy, sys\n"
+        "run_dir = 'hydra.run.dir=' + sys.argv[1]\n"
+        "for script, arg in (('train.py', 'data.batch_size=abc'), ('analyze.py', 'part=speed')):\n"
+        "    sys.argv = [script, arg, run_dir]\n"
+        "    try:\n"
+        "        runpy.run_path('scripts/' + script, run_name='__main__')\n"
+        "    except SystemExit as e:\n"
+        "        print(e.code)\n"
+        "print('pytorch_lightning' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                          text=True, cwd=ROOT, timeout=120)  # fmt: skip
+    assert proc.stdout.splitlines() == [
+        "error: data.batch_size=abc: expected an integer (the default is 64)",
+        "error: part='speed': expected all, gradient_flow, depth or recurrence",
+        "False",
+    ], proc.stderr[-2000:]
+
+
 def test_text_for_a_number(tmp_path):
     assert error_of("train.py", "data.batch_size=abc", f"hydra.run.dir={tmp_path}") == [
         "error: data.batch_size=abc: expected an integer (the default is 64)"
