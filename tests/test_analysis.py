@@ -20,7 +20,7 @@ from seq2seq.analysis import (
 from seq2seq.data.batching import collate
 from seq2seq.models.lstm import LSTMSeq2Seq
 from seq2seq.models.transformer import TransformerSeq2Seq
-from tests.helpers import ROOT
+from tests.helpers import ROOT, run_script
 
 
 def batch_of(sources, seed=0):
@@ -111,8 +111,11 @@ TINY = [
 ]
 
 
-def analyze(out, *extra):
+def analyze(out, *extra, process=False):
+    """The script's result, in this process or (`process`) an interpreter of its own."""
     args = [f"out={out}", *TINY, *extra]
+    if not process:
+        return run_script("analyze.py", *args)
     return subprocess.run([sys.executable, ROOT / "scripts" / "analyze.py", *args],
                           capture_output=True, text=True, cwd=ROOT, timeout=600)  # fmt: skip
 
@@ -159,7 +162,7 @@ def test_analyze_script_end_to_end(tmp_path):
 
 
 def test_analyze_rejects_an_unknown_part(tmp_path):
-    done = analyze(tmp_path, "part=speed")
+    done = analyze(tmp_path, "part=speed", process=True)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1] == (
         "error: part='speed': expected all, gradient_flow, depth or recurrence"

@@ -1,4 +1,8 @@
-"""Train -> evaluate -> translate through the real scripts, on a tiny slice of the demo corpus."""
+"""Train -> evaluate -> translate through the real scripts, on a tiny slice of the demo corpus.
+
+The first training run, the interrupted ones and DDP start `python scripts/train.py` as a user
+does; the other script calls run the same scripts in this process (`run_script`), which saves
+each a new interpreter's start-up."""
 
 import csv
 import json
@@ -17,7 +21,7 @@ from seq2seq.data.datamodule import TranslationDataModule
 from seq2seq.data.sources import Demo
 from seq2seq.metrics import corpus_bleu
 from seq2seq.translate import translate_texts
-from tests.helpers import ROOT, recorded
+from tests.helpers import ROOT, recorded, run_script
 
 TINY = [  # ~15 s on 2 cores; enough to produce non-empty (if poor) translations
     "data.num_train=2000",
@@ -36,16 +40,20 @@ TINY = [  # ~15 s on 2 cores; enough to produce non-empty (if poor) translations
 ]
 
 
-def run(script, *args, stdin=None, ok=True):
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / script), *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},  # tests.helpers' callbacks, by _target_
-        timeout=300,
-    )
+def run(script, *args, stdin=None, ok=True, process=False):
+    """The script's result; `process`: in an interpreter of its own."""
+    if not process:
+        proc = run_script(script, *args, stdin=stdin)
+    else:
+        proc = subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / script), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},  # tests.helpers' callbacks, by _target_
+            timeout=300,
+        )
     assert (proc.returncode == 0) == ok, proc.stderr[-3000:]
     return proc
 
@@ -58,7 +66,7 @@ def error_of(script, *args):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run")
-    proc = run("train.py", *TINY, f"hydra.run.dir={run_dir}")
+    proc = run("train.py", *TINY, f"hydra.run.dir={run_dir}", process=True)
     return run_dir, proc.stdout
 
 
@@ -282,9 +290,10 @@ def test_score_script_rescores_an_nbest_list(trained, tmp_path):
     assert proc.stdout.splitlines() == ["Bonjour.", "Le musée ouvre lundi."]
 
 
-RESUMABLE = [*(a for a in TINY[:-3] if "dropout" not in a), "model.dropout=0.2",
-             "trainer.max_epochs=2", "trainer.enable_progress_bar=false",
-             "checkpoint.keep_last=100", "checkpoint.every_n_steps=20"]  # fmt: skip
+RESUMABLE = [*(a for a in TINY[:-3] if "dropout" not in a and "num_train" not in a),
+             "data.num_train=1000", "model.dropout=0.2", "trainer.max_epochs=2",
+             "trainer.enable_progress_bar=false", "checkpoint.keep_last=100",
+             "checkpoint.every_n_steps=10"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -305,12 +314,12 @@ def start_and_stop(run_dir, at_step, sig):
         time.sleep(0.02)
     proc.send_signal(sig)
     proc.wait(timeout=120)
-    assert target.exists() and not (run_dir / "checkpoints" / "step=00000120.ckpt").exists()
+    assert target.exists() and not (run_dir / "checkpoints" / "step=00000060.ckpt").exists()
     return target
 
 
 def same_weights(a, b):
-    assert a["global_step"] == b["global_step"] > 100
+    assert a["global_step"] == b["global_step"] > 50
     for k, v in a["state_dict"].items():
         assert torch.equal(v, b["state_dict"][k]), k
 
@@ -319,7 +328,7 @@ def test_killed_run_resumes_to_the_same_weights(uninterrupted, tmp_path):
     """SIGKILL mid-epoch, corrupt the newest checkpoint, `resume=auto`: the final weights equal
     an uninterrupted run's (same data order mid-epoch, optimizer, schedule, RNG)."""
     killed = tmp_path / "killed"
-    newest = start_and_stop(killed, 100, signal.SIGKILL)  # epoch 2 starts near step 63
+    newest = start_and_stop(killed, 50, signal.SIGKILL)  # epoch 2 starts near step 32
     newest.write_bytes(b"truncated")  # the newest checkpoint is unreadable: fall back
     run("train.py", *RESUMABLE, f"hydra.run.dir={killed}", "resume=auto")
     same_weights(uninterrupted, torch.load(killed / "last.ckpt", weights_only=True))
@@ -329,9 +338,9 @@ def test_killed_run_resumes_to_the_same_weights(uninterrupted, tmp_path):
 
 def test_sigterm_saves_a_checkpoint_to_resume_from(uninterrupted, tmp_path):
     stopped = tmp_path / "stopped"
-    start_and_stop(stopped, 80, signal.SIGTERM)
+    start_and_stop(stopped, 40, signal.SIGTERM)
     at_stop = torch.load(stopped / "last.ckpt", weights_only=True)
-    assert at_stop["global_step"] > 80  # written on SIGTERM, after the periodic one at 80
+    assert at_stop["global_step"] > 40  # written on SIGTERM, after the periodic one at 40
     run("train.py", *RESUMABLE, f"hydra.run.dir={stopped}", "resume=auto")
     same_weights(uninterrupted, torch.load(stopped / "last.ckpt", weights_only=True))
 
@@ -348,7 +357,8 @@ def test_ddp_on_two_cpu_processes(tmp_path):
             "model.embed_dim=32", "model.dropout=0.2", "trainer.max_epochs=1",
             "trainer.enable_progress_bar=false", "checkpoint.keep_last=5",
             "checkpoint.every_n_steps=6"]  # fmt: skip
-    proc = run("train.py", *args, f"+callbacks.record={callback}", f"hydra.run.dir={tmp_path}")
+    proc = run("train.py", *args, f"+callbacks.record={callback}", f"hydra.run.dir={tmp_path}",
+               process=True)  # fmt: skip
     assert proc.stdout.count("best val BLEU") == 1  # rank 0 alone prints the summary
     assert (tmp_path / "train_ddp_process_1.log").is_file()  # the second process ran
 
@@ -373,7 +383,7 @@ def test_ddp_on_two_cpu_processes(tmp_path):
     # final weights are the uninterrupted run's.
     resumed = tmp_path / "resumed"
     run("train.py", *args, f"resume='{tmp_path / 'checkpoints' / 'step=00000006.ckpt'}'",
-        f"hydra.run.dir={resumed}")  # fmt: skip
+        f"hydra.run.dir={resumed}", process=True)  # fmt: skip
     for name, value in torch.load(resumed / "last.ckpt", weights_only=True)["state_dict"].items():
         torch.testing.assert_close(value, ckpt["state_dict"][name], rtol=0, atol=0)
 

@@ -18,7 +18,7 @@ from seq2seq.data.demo import write_demo_corpus
 from seq2seq.data.tokenizer import BOS, EOS
 from seq2seq.errors import UserError
 from seq2seq.module import TranslationModule
-from seq2seq.reproduce import reproduce, row_name, user_overrides
+from seq2seq.reproduce import Run, reproduce, row_name, train_parallel, user_overrides
 from seq2seq.train import StopAtEpoch, fractional_epochs
 from tests.helpers import CONF, ROOT, tiny_setup
 
@@ -166,9 +166,10 @@ def test_slurm_launcher_composes():
 
 
 def test_small_table_end_to_end(tmp_path, monkeypatch):
-    """Table 1 at a tiny size: six runs trained (as parallel train.py processes), seven rows
-    decoded, the figures drawn; a second call trains nothing and decodes nothing; Table 2 trains
-    only its n-best model (in this process); a run with another recipe is refused."""
+    """Table 1 at a tiny size: six runs trained (in this process, `jobs=1`; the parallel
+    launcher has its own test below), seven rows decoded, the figures drawn; a second call
+    trains nothing and decodes nothing; Table 2 trains only its n-best model; a run with another
+    recipe is refused."""
     monkeypatch.setenv("SEQ2SEQ_CACHE", str(tmp_path / "cache"))
     monkeypatch.chdir(ROOT)  # the phrase file is relative to the repository
     data = write_demo_corpus(tmp_path / "corpus", num_train=200, num_val=10, num_test=12)
@@ -178,7 +179,7 @@ def test_small_table_end_to_end(tmp_path, monkeypatch):
     args = ["table=sutskever2014_table1", "scale=small", f"data_dir={data}",
             f"results_dir={tmp_path / 'results'}", "split=test", "device=cpu",
             f"train_overrides='{tiny}'"]  # fmt: skip
-    md = reproduce(compose_cfg("reproduce", *args, "jobs=3"))  # train.py processes, 3 at once
+    md = reproduce(compose_cfg("reproduce", *args, "jobs=1"))
     out = tmp_path / "results" / "small"
     assert md == out / "sutskever2014_table1.md"
     text = md.read_text()
@@ -188,7 +189,7 @@ def test_small_table_end_to_end(tmp_path, monkeypatch):
     assert json.loads(rows[-1]["ckpt"]) == [str(out / "runs" / f"reversed_{i}" / "last.ckpt")
                                             for i in range(1, 6)]  # fmt: skip
     done = json.loads((out / "runs" / "forward" / "done.json").read_text())
-    assert done["seconds"] > 0 and done["jobs"] == 3
+    assert done["seconds"] > 0 and done["steps"] > 0
     assert "experiment=sutskever2014_forward" in done["overrides"]
     for figure in ("figure2.png", "figure3.png", "figure3.buckets.md"):
         assert (out / f"sutskever2014_table1_{figure}").stat().st_size > 0
@@ -217,6 +218,26 @@ def test_small_table_end_to_end(tmp_path, monkeypatch):
         reproduce(compose_cfg("reproduce", *changed))
     with pytest.raises(UserError, match="needs data_dir"):
         reproduce(compose_cfg("reproduce", "scale=small"))
+
+
+def test_parallel_runs_are_train_py_processes(tmp_path):
+    """`jobs=2`: two `scripts/train.py` processes at once, each marked done with its time; one
+    that fails is named, with where to read why, and is not marked done."""
+    tiny = ["data.num_train=64", "data.vocab_size=120", "model.num_layers=1", "model.hidden_size=8",
+            "model.embed_dim=8", "trainer.max_steps=2", "+trainer.limit_val_batches=1",
+            "trainer.precision=32-true", "trainer.enable_progress_bar=false"]  # fmt: skip
+    good = Run("good", tiny, tmp_path / "good")
+    bad = Run("bad", [*tiny, "model.hidden_size=abc"], tmp_path / "bad")
+    with pytest.raises(UserError, match=r"^training failed for bad: see their train.out$"):
+        train_parallel([good, bad], jobs=2)
+    done = json.loads(good.done.read_text())
+    assert done["jobs"] == 2 and done["seconds"] > 0 and (good.dir / "last.ckpt").is_file()
+    assert not bad.done.exists()
+    assert (
+        (bad.dir / "train.out")
+        .read_text()
+        .endswith("error: model.hidden_size=abc: expected an integer (the default is 256)\n")
+    )
 
 
 def test_vaswani_table_small_averages_checkpoints(tmp_path, monkeypatch):
