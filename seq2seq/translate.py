@@ -21,12 +21,17 @@ class Translation:
     logprob: float  # sum of token log-probabilities, EOS included
 
 
+# Source tokens x beams per decoding batch: conf/decode/*.yaml's value for evaluate and translate,
+# so that library callers (the speed benchmark among them) decode in the same batches.
+MAX_TOKENS = 8000
+
+
 def translate_nbest(
     model: nn.Module,
     tokenizer: Tokenizer,
     texts: list[str],
     reverse_source: bool,
-    max_tokens: int = 4000,
+    max_tokens: int = MAX_TOKENS,
     nbest: int = 1,
     **decode: Any,
 ) -> list[list[Translation]]:
@@ -66,7 +71,7 @@ def translate_texts(
     tokenizer: Tokenizer,
     texts: list[str],
     reverse_source: bool,
-    max_tokens: int = 4000,
+    max_tokens: int = MAX_TOKENS,
     **decode: Any,
 ) -> list[str]:
     """The best translation of every text ("" for an empty one); `decode` holds `generate`'s

@@ -90,3 +90,13 @@ def test_entry_point_configs_compose(name):
             return
         cfg = compose(name, overrides=["ckpt=x.ckpt", "decode=beam"])
     assert cfg.decode.beam_size == 5
+
+
+def test_decoding_batches_match_the_library_default():
+    """evaluate/translate (conf/decode) and library callers (the speed benchmark) decode in the
+    same batches."""
+    from seq2seq.translate import MAX_TOKENS
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        for option in sorted(p.stem for p in (CONF / "decode").glob("*.yaml")):
+            assert compose("evaluate", [f"decode={option}"]).decode.max_tokens == MAX_TOKENS
