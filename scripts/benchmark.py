@@ -12,6 +12,12 @@ python scripts/benchmark.py speed --data-dir DIR [--models A B] [--precisions 32
     and decoding sentences/s (greedy, beam 5, beam 12, outputs forced to 20 tokens) for the
     speed issue's models A (2x256 LSTM) and B (3+3 Transformer, d_model 256) on Multi30k en-fr.
 
+python scripts/benchmark.py decode --data-dir DIR [--models A B] [--max-tokens 4000 8000]
+                                   [--beams 1 5 12] [--precision 32-true] [--repeats 2]
+                                   [--json FILE]
+    Decoding alone (as in `speed`), one row per model and decoding batch budget (source tokens
+    x beams per batch; default: that of evaluate.py and translate.py), the budgets interleaved.
+
 python scripts/benchmark.py parity --data-dir DIR [--model A] [--epochs 6] [--workdir DIR]
     The same training run in fp32 and in bf16 autocast: the end of both validation-BLEU curves,
     the training time and the test BLEU of each final model (on a CPU with native bf16).
@@ -57,6 +63,14 @@ def main() -> None:
     speed.add_argument("--warmup", type=int, default=20)
     speed.add_argument("--repeats", type=int, default=2)
     speed.add_argument("--json", type=Path, default=None)
+    decode = sub.add_parser("decode", help="decoding speed per decoding batch budget")
+    decode.add_argument("--data-dir", required=True, help="Multi30k text files (train.en, ...)")
+    decode.add_argument("--models", nargs="+", default=["A", "B"], choices=["A", "B"])
+    decode.add_argument("--max-tokens", type=int, nargs="+", default=None)
+    decode.add_argument("--beams", type=int, nargs="+", default=[1, 5, 12])
+    decode.add_argument("--precision", choices=["32-true", "bf16-mixed"], default="32-true")
+    decode.add_argument("--repeats", type=int, default=2)
+    decode.add_argument("--json", type=Path, default=None)
     parity = sub.add_parser("parity", help="bf16 vs fp32: the same run's BLEU in each")
     parity.add_argument("--data-dir", required=True, help="Multi30k text files (train.en, ...)")
     parity.add_argument("--model", default="A", choices=["A", "B"])
@@ -74,6 +88,13 @@ def main() -> None:
             workdir = args.workdir or Path(tmp)
             rows = data_benchmark(args.sizes, workdir, args.base, args.num_proc,
                                   args.startup_repeats)  # fmt: skip
+        elif args.what == "decode":
+            from seq2seq.benchmark.speed import decode_benchmark
+            from seq2seq.benchmark.speed import decode_markdown as markdown
+            from seq2seq.translate import MAX_TOKENS
+
+            rows = decode_benchmark(args.data_dir, args.models, args.max_tokens or [MAX_TOKENS],
+                                    args.repeats, tuple(args.beams), args.precision)  # fmt: skip
         elif args.what == "parity":
             from seq2seq.benchmark.parity import markdown, parity_benchmark
 

@@ -6,11 +6,13 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
+from seq2seq import decode_speed
 from seq2seq.benchmark.data import _perturb, data_benchmark, make_corpus
 from seq2seq.benchmark.parity import markdown as parity_markdown
 from seq2seq.benchmark.parity import train_and_test
 from seq2seq.benchmark.speed import (
     decode_child,
+    decode_markdown,
     markdown,
     train_child,
     train_flops_per_target_token,
@@ -72,7 +74,7 @@ def test_data_benchmark_end_to_end(tmp_path):
     assert 0 < row["cached_startup_s"] < 120
 
 
-def test_speed_children_on_tiny_data(tmp_path):
+def test_speed_children_on_tiny_data(tmp_path, monkeypatch):
     pairs = [(f"the cat number {i} sleeps", f"le chat numéro {i} dort") for i in range(300)]
     for k, lang in enumerate(("en", "fr")):
         (tmp_path / f"train.{lang}").write_text("".join(p[k] + "\n" for p in pairs))
@@ -85,6 +87,17 @@ def test_speed_children_on_tiny_data(tmp_path):
     assert trained["tok_s"] > 0 and trained["flops_per_token"] > 0
     decoded = decode_child(overrides, "val", length=5, beams=[1, 2])
     assert decoded["beam1_sent_s"] > 0 and decoded["beam2_sent_s"] > 0
+    seen = []
+    monkeypatch.setattr(decode_speed, "sentences_per_second",
+                        lambda *a, **kw: seen.append(kw["max_tokens"]) or (1.0, []))  # fmt: skip
+    assert decode_child(overrides, "val", 5, [1, 2], max_tokens=60)["beam2_sent_s"] == 1.0
+    assert seen == [60, 60]  # the batch budget reaches the decoding
+    assert decode_markdown([{"model": "A", "precision": "32-true", "max_tokens": 4000,
+                             "beam1_sent_s": 3.0, "beam5_sent_s": 1.5, "peak_rss_gb": 1.0}]) == (
+        "| model | precision | max_tokens | greedy sent/s | beam-5 sent/s | peak RSS |\n"
+        "|---|---|---|---|---|---|\n"
+        "| A | 32-true | 4,000 | 3.0 | 1.5 | 1.00 GB |"
+    )  # fmt: skip
     row = {"model": "B", "precision": "bf16-mixed", "tok_s": 10, "plain_tok_s": 10,
            "vs_plain": 1.0, "train_mflop_per_token": 1.0, "mfu_fp32_peak": 0.5,
            "peak_rss_gb": 1.0, "beam1_sent_s": 3.0}  # fmt: skip

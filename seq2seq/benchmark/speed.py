@@ -10,6 +10,8 @@ measures, each in a fresh process (peak RSS is per process):
 - model FLOPs utilisation: matmul FLOPs per target token, counted from the architecture
   (`train_flops_per_target_token`), times tokens/s, over the measured matmul peak;
 - decoding sentences/s, greedy and beam 5 / 12, every output forced to exactly 20 tokens.
+
+`decode_benchmark` measures decoding alone, for several decoding batch budgets side by side.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch
 
 from seq2seq.benchmark import compose_train, in_fresh_process, peak_rss_mb
 from seq2seq.precision import cpu_has_bf16, refuse_emulated, resolve_precision, uses_bf16
+from seq2seq.translate import MAX_TOKENS
 
 MODELS = {
     "A": ["experiment=multi30k_lstm", "model.hidden_size=256", "model.embed_dim=256",
@@ -95,10 +98,13 @@ def train_child(overrides: list[str], loop: str, steps: int, warmup: int) -> dic
     return {"tok_s": tok_s, "peak_rss_gb": _peak_rss_gb(), "flops_per_token": flops}
 
 
-def decode_child(overrides: list[str], split: str, length: int, beams: list[int]) -> dict:
+def decode_child(
+    overrides: list[str], split: str, length: int, beams: list[int], max_tokens: int = MAX_TOKENS
+) -> dict:
     """In a fresh process: sentences/s of a (randomly initialised) model, outputs forced to
-    `length` tokens, for each beam size (median of 2); bf16 runs decode with bf16 weights
-    (`precision=bf16` of evaluate.py and translate.py)."""
+    `length` tokens, for each beam size (median of 2), in decoding batches of `max_tokens`
+    source tokens x beams; bf16 runs decode with bf16 weights (`precision=bf16` of evaluate.py
+    and translate.py)."""
     from hydra.utils import instantiate
 
     from seq2seq.decode_speed import sentences_per_second
@@ -117,10 +123,18 @@ def decode_child(overrides: list[str], split: str, length: int, beams: list[int]
     out = {}
     with torch.inference_mode():
         for beam in beams:
-            rate, _ = sentences_per_second(2, model, [texts], beam_size=beam, **common)
+            rate, _ = sentences_per_second(2, model, [texts], beam_size=beam,
+                                           max_tokens=max_tokens, **common)  # fmt: skip
             out[f"beam{beam}_sent_s"] = rate
     out["peak_rss_gb"] = _peak_rss_gb()
     return out
+
+
+def model_overrides(name: str, data_dir: str, precision: str, cache_dir: str | None) -> list[str]:
+    """The training config overrides of model `name` ("A" or "B") on Multi30k in `data_dir`."""
+    overrides = [*MODELS[name], f"data.dir={data_dir}", f"trainer.precision={precision}",
+                 "trainer.enable_progress_bar=false"]  # fmt: skip
+    return [*overrides, f"data.cache_dir={cache_dir}"] if cache_dir else overrides
 
 
 def speed_benchmark(
@@ -137,10 +151,7 @@ def speed_benchmark(
     rows = []
     for name in models:
         for precision in precisions:
-            overrides = [*MODELS[name], f"data.dir={data_dir}", f"trainer.precision={precision}",
-                         "trainer.enable_progress_bar=false"]  # fmt: skip
-            if cache_dir:
-                overrides.append(f"data.cache_dir={cache_dir}")
+            overrides = model_overrides(name, data_dir, precision, cache_dir)
             runs = {"plain": [], "lightning": []}
             for _ in range(repeats):
                 for loop in runs:
@@ -163,6 +174,46 @@ def speed_benchmark(
             rows.append(row)
             print(json.dumps({k: v for k, v in row.items() if k != "runs"}), flush=True)
     return rows
+
+
+def decode_benchmark(
+    data_dir: str, models: list[str], budgets: list[int], repeats: int = 2,
+    beams: tuple[int, ...] = (1, 5, 12), precision: str = "32-true",
+    split: str = "test_2016_flickr", cache_dir: str | None = None,
+) -> list[dict]:  # fmt: skip
+    """Decoding alone, one row per (model, batch budget `max_tokens`): medians of `repeats`
+    fresh processes, the budgets interleaved (every budget once, then again), so that a
+    machine's drift does not favour one of them."""
+    refuse_emulated([precision])
+    rows = []
+    for name in models:
+        overrides = model_overrides(name, data_dir, precision, cache_dir)
+        runs: dict[int, list[dict]] = {budget: [] for budget in budgets}
+        for _ in range(repeats):
+            for budget in budgets:
+                run = in_fresh_process(decode_child, overrides, split, 20, list(beams), budget)
+                runs[budget].append(run)
+        for budget in budgets:
+            rates = {k: round(statistics.median(r[k] for r in runs[budget]), 1)
+                     for k in runs[budget][0] if k.endswith("sent_s")}  # fmt: skip
+            peak = max(r["peak_rss_gb"] for r in runs[budget])
+            rows.append({"model": name, "precision": precision, "max_tokens": budget, **rates,
+                         "peak_rss_gb": round(peak, 2), "runs": runs[budget]})  # fmt: skip
+            print(json.dumps({k: v for k, v in rows[-1].items() if k != "runs"}), flush=True)
+    return rows
+
+
+def decode_markdown(rows: list[dict]) -> str:
+    beams = [k for k in rows[0] if k.endswith("_sent_s")] if rows else []
+    names = {"beam1_sent_s": "greedy"}
+    header = [names.get(k, k.removesuffix("_sent_s").replace("beam", "beam-")) for k in beams]
+    lines = ["| model | precision | max_tokens | " + " | ".join(f"{h} sent/s" for h in header)
+             + " | peak RSS |", "|---" * (4 + len(beams)) + "|"]  # fmt: skip
+    for r in rows:
+        rates = " | ".join(str(r[k]) for k in beams)
+        lines.append(f"| {r['model']} | {r['precision']} | {r['max_tokens']:,} | {rates} "
+                     f"| {r['peak_rss_gb']:.2f} GB |")  # fmt: skip
+    return "\n".join(lines)
 
 
 def markdown(rows: list[dict]) -> str:
