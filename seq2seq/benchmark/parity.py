@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from seq2seq.benchmark import compose_train, in_fresh_process
-from seq2seq.benchmark.speed import MODELS
+from seq2seq.benchmark.speed import model_overrides
 from seq2seq.precision import refuse_emulated
 
 
@@ -40,9 +40,8 @@ def parity_benchmark(
     refuse_emulated(precisions)  # before training anything
     rows = []
     for precision in precisions:
-        overrides = [*MODELS[model], f"data.dir={data_dir}", f"trainer.precision={precision}",
-                     "trainer.max_time=null", f"trainer.max_epochs={epochs}",
-                     "trainer.enable_progress_bar=false"]  # fmt: skip
+        overrides = [*model_overrides(model, data_dir, precision, None),
+                     "trainer.max_time=null", f"trainer.max_epochs={epochs}"]  # fmt: skip
         run_dir = str(workdir / f"{model}-{precision}")
         result = in_fresh_process(train_and_test, overrides, run_dir, split)
         rows.append({"model": model, "precision": precision, "epochs": epochs, **result})

@@ -205,8 +205,8 @@ def decode_benchmark(
 
 def decode_markdown(rows: list[dict]) -> str:
     beams = [k for k in rows[0] if k.endswith("_sent_s")] if rows else []
-    names = {"beam1_sent_s": "greedy"}
-    header = [names.get(k, k.removesuffix("_sent_s").replace("beam", "beam-")) for k in beams]
+    header = ["greedy" if k == "beam1_sent_s" else "beam-" + k[4:].removesuffix("_sent_s")
+              for k in beams]  # fmt: skip
     lines = ["| model | precision | max_tokens | " + " | ".join(f"{h} sent/s" for h in header)
              + " | peak RSS |", "|---" * (4 + len(beams)) + "|"]  # fmt: skip
     for r in rows:
