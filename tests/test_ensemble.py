@@ -49,7 +49,7 @@ def test_ensemble_averages_probabilities_of_different_architectures():
         tgt_in = torch.tensor([[BOS, 5, 6]] * 4)
         full = ensemble(src, lens, tgt_in)  # teacher forcing agrees with the steps
         torch.testing.assert_close(full[:, 0], lp)
-    assert set(state) >= {"0.h", "0.c", "1.src_pad", "1.k0"}
+    assert set(state) >= {"0.h", "0.c", "1.src_pad", "1.past_k0"}
 
 
 def test_flip_sources_and_mixed_directions():

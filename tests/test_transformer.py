@@ -4,8 +4,14 @@ import pytest
 import torch
 
 from seq2seq.data.tokenizer import BOS, EOS
-from seq2seq.models.interface import Seq2Seq, select
-from seq2seq.models.transformer import RecomputePrefix, TransformerSeq2Seq, attend
+from seq2seq.models.interface import Seq2Seq, lazy, select
+from seq2seq.models.transformer import (
+    SHORT_QUERY,
+    RecomputePrefix,
+    TransformerSeq2Seq,
+    attend,
+    plain_attention,
+)
 from seq2seq.search import beam_search, greedy_search
 from tests.helpers import random_batch
 
@@ -32,7 +38,7 @@ def test_cached_steps_equal_teacher_forcing(norm_first):
         for t in range(tgt.size(1)):
             step, state = model.decode_step(tgt[:, t], state)
             torch.testing.assert_close(step, full[:, t], atol=1e-5, rtol=1e-5)
-            assert state["k0"].shape[2] == t + 1  # the cache grows by one position per step
+            assert state["past_k0"].shape[2] == t + 1  # the cache grows by one position per step
 
 
 def test_cache_is_reordered_by_generic_select():
@@ -43,13 +49,43 @@ def test_cache_is_reordered_by_generic_select():
         _, state = model.decode_step(torch.full((4,), BOS), state)
         # sentences 2 and 0 go on, two hypotheses each; the encoder keys stay one per sentence
         moved = select(state, torch.tensor([2, 2, 0, 0]), torch.tensor([2, 0]))
-        assert moved["src_k0"].size(0) == 2 and moved["k0"].size(0) == 4
+        assert moved["src_k0"].size(0) == 2
+        # the self-attention cache is not copied: its rows are gathered by the next step
+        assert moved["past_k0"] is state["past_k0"] and moved["rows"].tolist() == [2, 2, 0, 0]
         a, _ = model.decode_step(torch.tensor([5, 7, 6, 6]), moved)
         fresh = model.encode(src[[2, 0]], lens[[2, 0]])
         _, fresh = model.decode_step(torch.full((2,), BOS), fresh)
         fresh = select(fresh, torch.tensor([0, 0, 1, 1]))
         b, _ = model.decode_step(torch.tensor([5, 7, 6, 6]), fresh)
     torch.testing.assert_close(a, b)
+
+
+def test_selects_compose_until_the_next_step_gathers_the_cache():
+    """Beam search selects twice between steps (the best beams, then without the finished
+    sentences); the cache is copied once, by the next step, as if each select had copied it."""
+
+    def materialised(state):  # the cache as eager reordering would hold it
+        rows = state["rows"]
+        out = {k: v.index_select(0, rows) if lazy(k) else v for k, v in state.items()}
+        return {**out, "rows": torch.arange(len(rows))}
+
+    model = tiny_transformer()
+    src, lens = random_batch()
+    with torch.no_grad():
+        state = model.encode(src, lens)
+        _, state = model.decode_step(torch.full((4,), BOS), state)
+        state = select(state, torch.arange(4).repeat_interleave(2))  # two beams a sentence
+        _, state = model.decode_step(torch.tensor([5, 6, 7, 8, 9, 10, 11, 12]), state)
+        state = select(state, torch.tensor([1, 1, 2, 3, 5, 4, 7, 7]))
+        state = select(state, torch.tensor([0, 1, 4, 5, 6, 7]), torch.tensor([0, 2, 3]))
+        assert state["past_k0"].size(0) == 8 and state["rows"].tolist() == [1, 1, 5, 4, 7, 7]
+        prev = torch.tensor([4, 5, 6, 7, 8, 9])
+        a, lazy_next = model.decode_step(prev, state)
+        b, eager_next = model.decode_step(prev, materialised(state))
+        torch.testing.assert_close(a, b)
+        for key in ("past_k0", "past_v1"):
+            torch.testing.assert_close(lazy_next[key], eager_next[key])
+            assert lazy_next[key].shape == (6, 2, 3, 8)  # rows, heads, positions, head size
 
 
 @pytest.mark.parametrize("norm_first", [False, True])
@@ -189,6 +225,22 @@ def test_bf16_attention_on_cpu_matches_the_fused_kernel(causal):
     assert all(t.grad is not None and t.grad.abs().sum() > 0 for t in (qb, kb, vb))
     if causal:  # position 0 sees only key 0: its output is v[0] exactly (up to bf16)
         torch.testing.assert_close(out[..., 0, :].float(), vb[..., 0, :].float().detach())
+
+
+def test_cpu_decoding_steps_attend_in_plain_matmuls_with_the_same_result():
+    g = torch.Generator().manual_seed(0)
+    k, v = torch.randn(6, 2, 9, 8, generator=g), torch.randn(6, 2, 9, 8, generator=g)
+    mask = torch.ones(6, 1, 1, 9, dtype=torch.bool)
+    mask[1, ..., 3:] = False
+    for positions in (1, 5, SHORT_QUERY, SHORT_QUERY + 1):
+        q = torch.randn(6, 2, positions, 8, generator=g)
+        ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, mask)
+        with torch.no_grad():  # a decoding step's queries: plain up to SHORT_QUERY positions
+            assert plain_attention(q) == (positions <= SHORT_QUERY)
+            torch.testing.assert_close(attend(q, k, v, mask), ref, atol=1e-6, rtol=1e-5)
+    trained = q[:, :, :1].clone().requires_grad_()
+    assert not plain_attention(trained)  # training keeps the fused kernel (faster with backward)
+    assert plain_attention(trained.detach().bfloat16())  # bf16 on a CPU always plain
 
 
 def test_attention_dropout_drops_weights_only_when_asked():

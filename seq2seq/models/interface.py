@@ -10,6 +10,12 @@ sentence's hypotheses in consecutive rows, as many for every sentence (`hypothes
 so a Transformer attends over its encoder output once per sentence instead of copying it to
 every beam and reordering the copies at every step.
 
+An entry whose name starts with `past` (`lazy`) is a cache that grows by one position per step,
+like a Transformer's self-attention keys and values. `select` leaves it as it is and reorders
+only the state's `rows`, an ordinary per-hypothesis entry: hypothesis i's cache is row
+`rows[i]` of the stored one. The model gathers those rows when it next extends the cache
+(`extend`), so the cache is copied once per step instead of twice (reordered, then grown).
+
 Optionally a model also has `features(src, src_lens, tgt_in) -> (B, T, H)` and an `out`
 `nn.Linear` with `forward == out(features(...))`: training and scoring then fuse the output
 projection with the loss (`seq2seq.loss.linear_cross_entropy`) instead of building all logits.
@@ -46,6 +52,11 @@ def per_sentence(key: str) -> bool:
     return key.rpartition(".")[2].startswith("src")
 
 
+def lazy(key: str) -> bool:
+    """Whether a state entry is a growing cache that `select` leaves to the model (`extend`)."""
+    return key.rpartition(".")[2].startswith("past")
+
+
 def hypotheses_per_sentence(rows: int, sentences: int) -> int:
     """How many consecutive hypothesis rows each source sentence has."""
     if sentences == 0 or rows % sentences:
@@ -56,9 +67,12 @@ def hypotheses_per_sentence(rows: int, sentences: int) -> int:
 def select(state: State, rows: Tensor, sentences: Tensor | None = None) -> State:
     """Keep (reorder, repeat or drop) the hypothesis rows `rows` of a state, and the sentence
     rows `sentences` (None: the same sentences): beam search's only state op. Each sentence's
-    new hypotheses must be consecutive rows, in the order of its sentence row."""
+    new hypotheses must be consecutive rows, in the order of its sentence row. `lazy` entries
+    stay as they are; the state's `rows` says which of their rows each hypothesis now has."""
 
     def keep(key: str, value: Tensor) -> Tensor:
+        if lazy(key):
+            return value
         if per_sentence(key):
             return value if sentences is None else value.index_select(0, sentences)
         return value.index_select(0, rows)
@@ -66,13 +80,27 @@ def select(state: State, rows: Tensor, sentences: Tensor | None = None) -> State
     return {k: keep(k, v) for k, v in state.items()}
 
 
+def extend(past: Tensor, rows: Tensor, new: Tensor) -> Tensor:
+    """A `lazy` cache's rows `rows` (past: (N, H, t, D)) followed by one new position
+    (new: (R, H, 1, D)), in one copy: the rows are gathered straight into the result."""
+    R, H, t, D = new.size(0), past.size(1), past.size(2), past.size(3)
+    out = new.new_empty(R, H, t + 1, D)
+    torch.index_select(past, 0, rows, out=out[:, :, :t])
+    out[:, :, t:] = new
+    return out
+
+
 def output_log_probs(out: nn.Linear, features: Tensor) -> Tensor:
     """float32 log-probabilities of the output layer `out` on (B, H) decoder features.
 
-    The matmul runs in the features' dtype; the bias is added, and the log-softmax taken in
-    place, in float32 (on a CPU, `out(features).log_softmax(-1, dtype=float32)` on bf16 took
-    1-2x longer in a quick timing: a broadcast bias copy and a second (B, V) buffer)."""
-    logits = (features @ out.weight.t()).float()
-    if out.bias is not None:
-        logits.add_(out.bias.float())
+    The matmul runs in the features' dtype; the bias is added (by the matmul itself in
+    float32), and the log-softmax taken in place, in float32 (on a CPU,
+    `out(features).log_softmax(-1, dtype=float32)` on bf16 took 1-2x longer in a quick timing:
+    a broadcast bias copy and a second (B, V) buffer)."""
+    if out.bias is not None and features.dtype == torch.float32:
+        logits = torch.addmm(out.bias, features, out.weight.t())
+    else:
+        logits = (features @ out.weight.t()).float()
+        if out.bias is not None:
+            logits.add_(out.bias.float())
     return torch.log_softmax(logits, -1, out=logits)

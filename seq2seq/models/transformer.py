@@ -12,9 +12,10 @@ Incremental decoding: `encode` projects the encoder output to keys/values once p
 one row per source sentence (`src_k<i>`, `src_v<i>`): a sentence's hypotheses (beams) attend to
 them as extra query positions of one attention call, so the keys are never copied per beam.
 `decode_step` appends one position to a per-layer key/value cache held in the returned state
-(batch-first, one row per hypothesis, so beam search reorders it with the generic `select`). The
-prefix is never recomputed; `RecomputePrefix` does recompute it, for tests and for measuring what
-the cache saves.
+(`past_k<i>`, `past_v<i>`, batch-first: `lazy` entries, which the generic `select` reorders
+through the state's `rows` and `extend` gathers as they grow, one copy per step). The prefix
+is never recomputed; `RecomputePrefix` does recompute it, for tests and for measuring what the
+cache saves.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seq2seq.models.dropout import Dropout
-from seq2seq.models.interface import State, hypotheses_per_sentence, output_log_probs
+from seq2seq.models.interface import State, extend, hypotheses_per_sentence, output_log_probs
 
 
 def sinusoids(start: int, length: int, d_model: int, device: torch.device | None = None) -> Tensor:
@@ -42,6 +43,28 @@ def sinusoids(start: int, length: int, d_model: int, device: torch.device | None
     return pe
 
 
+SHORT_QUERY = 16  # query positions up to which a CPU decoding step skips the fused kernel
+
+
+def plain_attention(q: Tensor) -> bool:
+    """Whether `attend` runs in plain matmuls rather than `F.scaled_dot_product_attention`.
+
+    On a CPU, for 16-bit tensors: PyTorch's math kernel widens q, k and v to float32 and its
+    flash kernel is slow at NMT lengths (a quick timing on 2 cores, 200 x 4 heads x 20 x 20,
+    bf16, forward + backward: 9 ms plain, 20 math, 50 flash; a one-query decoding step with a
+    padding mask, 0.7 against 5 ms). And on a CPU without gradients for queries of at most
+    `SHORT_QUERY` positions, as in decoding (a new position, or a sentence's beams over its
+    source): float32, 570 rows x 4 heads of one query over 10 keys took 0.8 ms plain against
+    2.2 fused, 114 x 4 x 5 queries over 14 keys 0.63 against 0.81; from 20 x 20 on, and in
+    training, the fused kernel is faster.
+    """
+    if q.device.type != "cpu":
+        return False
+    if q.dtype in (torch.bfloat16, torch.float16):
+        return True
+    return q.size(-2) <= SHORT_QUERY and not (torch.is_grad_enabled() and q.requires_grad)
+
+
 def attend(
     q: Tensor,
     k: Tensor,
@@ -52,14 +75,11 @@ def attend(
 ) -> Tensor:
     """Scaled dot-product attention (§3.2.1); `attn_mask` is boolean, True = attend.
 
-    PyTorch's fused kernels, except for 16-bit tensors on a CPU: there its math kernel widens
-    q, k and v to float32 and its flash kernel is slow at NMT lengths, so the two matmuls run
-    in 16 bits (float32 accumulation) and only the scores' softmax in float32. In a quick
-    timing on 2 cores (200 x 4 heads x 20 x 20, bf16, forward + backward) that took 9 ms where
-    the math kernel took 20 and flash 50; a one-query decoding step with a padding mask, 0.7
-    against 5 ms.
+    PyTorch's fused kernels, except on a CPU for 16-bit tensors and for decoding steps
+    (`plain_attention`): there the two matmuls run as plain matmuls in the inputs' dtype
+    (float32 accumulation) and only the scores' softmax in float32.
     """
-    if q.device.type != "cpu" or q.dtype not in (torch.bfloat16, torch.float16):
+    if not plain_attention(q):
         return F.scaled_dot_product_attention(q, k, v, attn_mask, dropout, is_causal)
     scores = (q @ k.transpose(-2, -1)).float() * q.size(-1) ** -0.5  # (B, H, T, S)
     if is_causal:
@@ -83,7 +103,8 @@ def merge_heads(x: Tensor) -> Tensor:
 
 
 class SelfAttention(nn.Module):
-    """Multi-head self-attention; with `past` (keys, values) it attends over past + x."""
+    """Multi-head self-attention; with `past` (keys, values, rows: see `extend`) one new
+    position x attends over the past's rows `rows` and itself."""
 
     def __init__(self, d_model: int, nhead: int, dropout: float) -> None:
         super().__init__()
@@ -98,11 +119,11 @@ class SelfAttention(nn.Module):
         x: Tensor,
         attn_mask: Tensor | None = None,
         is_causal: bool = False,
-        past: tuple[Tensor, Tensor] | None = None,
+        past: tuple[Tensor, Tensor, Tensor] | None = None,
     ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         q, k, v = (split_heads(t, self.nhead) for t in self.qkv(x).chunk(3, dim=-1))
         if past is not None:  # one new position attends to every earlier one: no mask needed
-            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+            k, v = extend(past[0], past[2], k), extend(past[1], past[2], v)
         y = attend(q, k, v, attn_mask, self.dropout if self.training else 0.0, is_causal)
         return self.out(merge_heads(y)), (k, v)
 
@@ -119,8 +140,8 @@ class CrossAttention(nn.Module):
         self.out = nn.Linear(d_model, d_model)
 
     def memory_kv(self, memory: Tensor) -> tuple[Tensor, Tensor]:
-        k, v = self.kv(memory).chunk(2, dim=-1)
-        return split_heads(k, self.nhead), split_heads(v, self.nhead)  # (B, H, S, D/H) each
+        k, v = self.kv(memory).chunk(2, dim=-1)  # contiguous: every decoding step reads them
+        return split_heads(k, self.nhead).contiguous(), split_heads(v, self.nhead).contiguous()
 
     def forward(self, x: Tensor, memory_kv: tuple[Tensor, Tensor], attn_mask: Tensor) -> Tensor:
         rows, T, D = x.shape
@@ -175,7 +196,7 @@ class Layer(nn.Module):
         x: Tensor,
         attn_mask: Tensor | None = None,
         is_causal: bool = False,
-        past: tuple[Tensor, Tensor] | None = None,
+        past: tuple[Tensor, Tensor, Tensor] | None = None,
         memory_kv: tuple[Tensor, Tensor] | None = None,
         src_attn_mask: Tensor | None = None,
     ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
@@ -260,23 +281,25 @@ class TransformerSeq2Seq(nn.Module):
             state[f"src_k{i}"], state[f"src_v{i}"] = layer.cross_attn.memory_kv(memory)
             B, H, S, Dh = state[f"src_k{i}"].shape
             empty = memory.new_zeros(B, H, 0, Dh)  # the self-attention cache, filled by steps
-            state[f"k{i}"], state[f"v{i}"] = empty, empty
+            state[f"past_k{i}"], state[f"past_v{i}"] = empty, empty
+        state["rows"] = torch.arange(B, device=memory.device)  # the caches' row per hypothesis
         return state
 
     def _decode(self, tgt_in: Tensor, state: State, cached: bool) -> tuple[Tensor, State]:
         """Decoder features (before the softmax's projection) for tgt_in given the state;
         `cached`: tgt_in continues the cached prefix."""
-        start = state["k0"].size(2) if cached and self.decoder else 0
+        start = state["past_k0"].size(2) if cached and self.decoder else 0
         x = self._embed(self.tgt_embed, tgt_in, start)
         src_attn_mask = ~state["src_pad"][:, None, None, :]
         new_state = dict(state)
         for i, layer in enumerate(self.decoder):
             memory_kv = (state[f"src_k{i}"], state[f"src_v{i}"])
-            past = (state[f"k{i}"], state[f"v{i}"]) if cached else None
-            x, (new_state[f"k{i}"], new_state[f"v{i}"]) = layer(
+            past = (state[f"past_k{i}"], state[f"past_v{i}"], state["rows"]) if cached else None
+            x, (new_state[f"past_k{i}"], new_state[f"past_v{i}"]) = layer(
                 x, is_causal=past is None, past=past, memory_kv=memory_kv,
                 src_attn_mask=src_attn_mask,
             )  # fmt: skip
+        new_state["rows"] = torch.arange(x.size(0), device=x.device)  # caches now in row order
         return self.decoder_norm(x), new_state  # (B, T, D)
 
     def features(self, src: Tensor, src_lens: Tensor, tgt_in: Tensor) -> Tensor:
