@@ -18,6 +18,15 @@ python scripts/benchmark.py decode --data-dir DIR [--models A B] [--max-tokens 4
     Decoding alone (as in `speed`), one row per model and decoding batch budget (source tokens
     x beams per batch; default: that of evaluate.py and translate.py), the budgets interleaved.
 
+python scripts/benchmark.py throughput [--experiment sutskever2014] [--device cpu|cuda]
+                                       [--precision bf16-mixed] [--batch-size N] [--src-len 30]
+                                       [--tgt-len 30] [--vocab SRC TGT] [--steps 20] [--warmup 5]
+                                       [--json FILE] [OVERRIDE ...]
+    Training throughput of an experiment's exact model on random token ids (no data needed):
+    words/s (source + target tokens), target tokens/s, MFU over this device's measured matmul
+    peak, peak memory. Batch size and vocabularies default to the experiment's; OVERRIDEs are
+    Hydra overrides of the training config (e.g. model.num_layers=2).
+
 python scripts/benchmark.py parity --data-dir DIR [--model A] [--epochs 6] [--workdir DIR]
     The same training run in fp32 and in bf16 autocast: the end of both validation-BLEU curves,
     the training time and the test BLEU of each final model (on a CPU with native bf16).
@@ -71,6 +80,18 @@ def main() -> None:
     decode.add_argument("--precision", choices=["32-true", "bf16-mixed"], default="32-true")
     decode.add_argument("--repeats", type=int, default=2)
     decode.add_argument("--json", type=Path, default=None)
+    through = sub.add_parser("throughput", help="an experiment's training speed, random ids")
+    through.add_argument("--experiment", default="sutskever2014")
+    through.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    through.add_argument("--precision", choices=["32-true", "bf16-mixed"], default="bf16-mixed")
+    through.add_argument("--batch-size", type=int, default=None, help="sentences per step")
+    through.add_argument("--src-len", type=int, default=30)
+    through.add_argument("--tgt-len", type=int, default=30)
+    through.add_argument("--vocab", type=int, nargs=2, default=None, metavar=("SRC", "TGT"))
+    through.add_argument("--steps", type=int, default=20)
+    through.add_argument("--warmup", type=int, default=5)
+    through.add_argument("--json", type=Path, default=None)
+    through.add_argument("overrides", nargs="*", help="Hydra overrides of the training config")
     parity = sub.add_parser("parity", help="bf16 vs fp32: the same run's BLEU in each")
     parity.add_argument("--data-dir", required=True, help="Multi30k text files (train.en, ...)")
     parity.add_argument("--model", default="A", choices=["A", "B"])
@@ -95,6 +116,13 @@ def main() -> None:
 
             rows = decode_benchmark(args.data_dir, args.models, args.max_tokens or [MAX_TOKENS],
                                     args.repeats, tuple(args.beams), args.precision)  # fmt: skip
+        elif args.what == "throughput":
+            from seq2seq.benchmark.throughput import markdown, throughput_benchmark
+
+            rows = [throughput_benchmark(
+                args.experiment, args.device, args.precision, args.batch_size, args.src_len,
+                args.tgt_len, args.vocab, args.steps, args.warmup, tuple(args.overrides),
+            )]  # fmt: skip
         elif args.what == "parity":
             from seq2seq.benchmark.parity import markdown, parity_benchmark
 

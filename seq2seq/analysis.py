@@ -33,6 +33,7 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from seq2seq.checkpoint import load_checkpoint
+from seq2seq.cli import model_config
 from seq2seq.data.datamodule import build_datamodule
 from seq2seq.loss import token_losses
 from seq2seq.models.lstm import LSTMSeq2Seq
@@ -40,7 +41,7 @@ from seq2seq.models.transformer import TransformerSeq2Seq
 from seq2seq.precision import resolve_precision, uses_bf16
 from seq2seq.report import pyplot, save_figure
 from seq2seq.search import forced_length, greedy_search
-from seq2seq.train import model_config, train
+from seq2seq.train import train
 
 MIN_SENTENCES = 20  # a point of a gradient curve averages at least this many sentences
 

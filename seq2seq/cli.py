@@ -31,13 +31,33 @@ from seq2seq.errors import UserError
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
-def compose_config(name: str, overrides: list[str]) -> DictConfig:
-    """`conf/<name>.yaml` with these overrides, as its script would compose it; inside a
-    running `@hydra.main` app it uses that app's Hydra, elsewhere (tests, notebooks) its own."""
+@contextmanager
+def _hydra() -> Iterator[None]:
+    """Inside a running `@hydra.main` app its Hydra; elsewhere (tests, notebooks) our own."""
     if GlobalHydra.instance().is_initialized():
-        return compose(name, overrides=overrides)
+        yield
+        return
     with initialize_config_dir(str(CONF), version_base="1.3"):
-        return compose(name, overrides=overrides)
+        yield
+
+
+def compose_config(name: str, overrides: list[str], check_numbers: bool = False) -> DictConfig:
+    """`conf/<name>.yaml` with these overrides, as its script would compose it;
+    `check_numbers`: refuse `key=text` where the config has a number, as the scripts do
+    (`check_number_overrides`)."""
+    with _hydra():
+        cfg = compose(name, overrides=overrides)
+        errors = number_override_errors(name, overrides, cfg) if check_numbers else []
+    if errors:
+        raise UserError("; ".join(errors))
+    return cfg
+
+
+def model_config(cfg: DictConfig, src_vocab_size: int, tgt_vocab_size: int) -> dict:
+    """The model's `_target_` call with the sizes that come from the data filled in."""
+    config = OmegaConf.to_container(cfg.model, resolve=True)
+    config.update(src_vocab_size=src_vocab_size, tgt_vocab_size=tgt_vocab_size)
+    return config
 
 
 def run(main: Callable[[], object]) -> None:
@@ -55,10 +75,11 @@ def run(main: Callable[[], object]) -> None:
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Inside a `@hydra.main` function: bad input exits with `error: <one line>` (status 1)."""
+    """Bad input (a `UserError`, or a Hydra error about the input: `one_line`) exits with
+    `error: <one line>` (status 1)."""
     try:
         yield
-    except (UserError, InstantiationException) as e:
+    except (UserError, HydraException) as e:
         _exit_or_raise(e)
 
 
@@ -114,7 +135,14 @@ def check_number_overrides(cfg: DictConfig) -> None:
     line's group choices only (`model=transformer`) to know each key's default.
     """
     hydra_cfg = HydraConfig.get()
-    overrides = list(hydra_cfg.overrides.task)
+    errors = number_override_errors(hydra_cfg.job.config_name, list(hydra_cfg.overrides.task), cfg)
+    if errors:
+        raise UserError("; ".join(errors))
+
+
+def number_override_errors(name: str, overrides: list[str], cfg: DictConfig) -> list[str]:
+    """`number_type_errors` of the keys that `overrides` set in `cfg` (config `name` composed
+    with them), against `name` composed with their group choices only; inside a Hydra."""
     loader = GlobalHydra.instance().config_loader()
     groups, keys = [], []
     for o in OverridesParser.create().parse_overrides(overrides):
@@ -123,11 +151,9 @@ def check_number_overrides(cfg: DictConfig) -> None:
         elif not o.is_delete() and o.key_or_group not in keys:  # a key given twice: one error
             keys.append(o.key_or_group)
     if not keys:
-        return
+        return []
     try:
-        defaults = compose(hydra_cfg.job.config_name, overrides=groups)
+        defaults = compose(name, overrides=groups)
     except Exception:  # a check, not a second way to fail: Hydra composed this config already
-        return
-    errors = number_type_errors(cfg, defaults, keys)
-    if errors:
-        raise UserError("; ".join(errors))
+        return []
+    return number_type_errors(cfg, defaults, keys)

@@ -13,15 +13,14 @@ from collections.abc import Iterator
 from itertools import islice
 
 import pytorch_lightning as pl
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from seq2seq.benchmark.throughput import plain_step
+from seq2seq.cli import model_config
 from seq2seq.data.datamodule import TranslationDataModule, build_datamodule
-from seq2seq.loss import teacher_forced_losses
 from seq2seq.module import TranslationModule
 from seq2seq.precision import resolve_precision, uses_bf16
-from seq2seq.train import model_config
 
 
 class _Clock(pl.Callback):
@@ -81,19 +80,11 @@ def plain_tokens_per_second(cfg: DictConfig, steps: int, warmup: int) -> float:
     datamodule, model_cfg = datamodule_and_model(cfg)
     model = instantiate(model_cfg).train()
     optimizer = instantiate(cfg.optim.optimizer)(model.parameters())
-    per_sentence, chunk = cfg.optim.loss_per == "sentence", cfg.loss_chunk
     tokens, start = 0, 0.0
     batches = islice(_forever(datamodule), warmup + steps)
     bf16 = uses_bf16(resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator))
     for step, batch in enumerate(batches):
-        with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
-            loss, _ = teacher_forced_losses(model, batch, cfg.optim.label_smoothing, chunk)
-        loss = loss / (batch["src"].size(0) if per_sentence else batch["ntokens"])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.optim.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-        optimizer.step()
+        plain_step(model, optimizer, batch, cfg.optim, cfg.loss_chunk, bf16)
         if step + 1 == warmup:
             start = time.perf_counter()
         elif step + 1 > warmup:

@@ -16,6 +16,7 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.plugins import TorchCheckpointIO
 
 from seq2seq.checkpoint import read_checkpoint, save_checkpoint
+from seq2seq.cli import model_config
 from seq2seq.data.datamodule import build_datamodule
 from seq2seq.errors import UserError
 from seq2seq.module import TranslationModule
@@ -35,13 +36,6 @@ class CheckpointWriter(TorchCheckpointIO):
         if storage_options is not None:  # unsupported: Lightning's error says so
             return super().save_checkpoint(checkpoint, path, storage_options)
         save_checkpoint(checkpoint, path)
-
-
-def model_config(cfg: DictConfig, src_vocab_size: int, tgt_vocab_size: int) -> dict:
-    """The model's `_target_` call with the sizes that come from the data filled in."""
-    config = OmegaConf.to_container(cfg.model, resolve=True)
-    config.update(src_vocab_size=src_vocab_size, tgt_vocab_size=tgt_vocab_size)
-    return config
 
 
 def validation_decode(decode: DictConfig) -> dict:

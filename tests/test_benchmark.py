@@ -1,12 +1,16 @@
 """The benchmark scripts: FLOP counts, the synthetic corpus, and both benchmarks end to end on
 tiny data."""
 
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from seq2seq import decode_speed
+from seq2seq.benchmark import compose_train
 from seq2seq.benchmark.data import _perturb, data_benchmark, make_corpus
 from seq2seq.benchmark.parity import markdown as parity_markdown
 from seq2seq.benchmark.parity import train_and_test
@@ -17,9 +21,18 @@ from seq2seq.benchmark.speed import (
     train_child,
     train_flops_per_target_token,
 )
+from seq2seq.benchmark.throughput import (
+    default_shape,
+    random_batch,
+    throughput_benchmark,
+    vocab_sizes,
+)
+from seq2seq.benchmark.throughput import markdown as throughput_markdown
 from seq2seq.data.demo import write_demo_corpus
+from seq2seq.data.tokenizer import BOS, EOS
 from seq2seq.loss import token_losses
 from seq2seq.models.transformer import TransformerSeq2Seq
+from tests.helpers import ROOT, run_script
 
 
 def test_lstm_flops_match_the_closed_form_and_the_issue():
@@ -117,3 +130,64 @@ def test_parity_run_reports_curve_end_and_test_bleu(tmp_path):
     assert 0 <= result["test_bleu"] <= 100 and result["train_seconds"] > 0
     row = {"model": "A", "precision": "bf16-mixed", "epochs": 1, **result}
     assert parity_markdown([row]).splitlines()[-1].startswith("| A | bf16-mixed | 1 | ")
+
+
+TINY_LSTM = ("model.num_layers=2", "model.hidden_size=16", "model.embed_dim=16")
+
+
+def test_throughput_trains_the_exact_experiment_on_random_ids():
+    row = throughput_benchmark("sutskever2014", precision="32-true", batch_size=8, src_len=7,
+                               tgt_len=5, vocab=(60, 50), steps=12, warmup=2,
+                               overrides=TINY_LSTM)  # fmt: skip
+    assert row["batch"] == "8 x (7 + 5)" and row["precision"] == "32-true"
+    layer = 4 * 16 * (16 + 16) + 2 * 4 * 16  # an nn.LSTM layer's weights and two biases
+    params = 60 * 16 + 50 * 16 + 2 * 2 * layer + 16 * 50 + 50
+    assert row["parameters_m"] == round(params / 1e6, 1)
+    # words count both sides, target tokens one: 12 words for every 5 target tokens
+    assert row["words_s"] == pytest.approx(row["tgt_tok_s"] * 12 / 5, abs=3)
+    assert row["words_s"] == pytest.approx(8 * 12 / (row["step_ms"] / 1e3), rel=0.01)
+    flops = train_flops_per_target_token({"tgt_vocab_size": 50, "hidden_size": 16,
+                                          "embed_dim": 16, "num_layers": 2}, 7 / 5, 5)  # fmt: skip
+    assert row["train_gflop_per_tgt_token"] == round(flops / 1e9, 3)
+    assert 0 < row["mfu"] < 1
+    # the paper's SGD (lr 0.7, per-sentence loss) memorises four random batches: it trains
+    assert row["loss_last"] < row["loss_first"] - 0.2
+    assert (
+        throughput_markdown([row])
+        .splitlines()[-1]
+        .startswith("| sutskever2014 | cpu | 32-true | 8 x (7 + 5) | ")
+    )
+
+
+def test_throughput_defaults_are_the_experiments():
+    paper = compose_train(["experiment=sutskever2014"])
+    assert vocab_sizes(paper) == (160_000, 80_000) and default_shape(paper, 30, 30) == 128
+    base = compose_train(["experiment=transformer_base_wmt14_en_de"])
+    # 6,250-token batches x 4 accumulated: the paper's ~25,000 tokens per step
+    assert vocab_sizes(base) == (37_000, 37_000) and default_shape(base, 25, 25) == 1000
+    batch = random_batch(3, 6, 4, 30, 20, torch.device("cpu"), torch.Generator().manual_seed(0))
+    assert batch["src"].shape == (3, 6) and (batch["src"][:, -1] == EOS).all()
+    assert (batch["src"][:, :-1] >= 4).all() and (batch["src"] < 30).all()
+    assert (batch["tgt_in"][:, 0] == BOS).all() and (batch["tgt_out"][:, -1] == EOS).all()
+    assert torch.equal(batch["tgt_in"][:, 1:], batch["tgt_out"][:, :-1])
+    assert batch["src_lens"].tolist() == [6, 6, 6] and batch["ntokens"] == 12
+
+
+def test_throughput_runs_without_the_datasets_package():
+    """The GPU machine has no `datasets`: the benchmark must not import it. Bad input is one
+    line."""
+    code = ("import runpy, sys; sys.modules['datasets'] = None; "
+            "sys.argv = ['benchmark.py', *sys.argv[1:]]; "
+            "runpy.run_path('scripts/benchmark.py', run_name='__main__')")  # fmt: skip
+    args = ["throughput", "--precision", "32-true", "--batch-size", "2", "--vocab", "30", "20",
+            "--steps", "1", "--warmup", "0", *TINY_LSTM]  # fmt: skip
+    ok = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True,
+                        text=True, check=False)  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.splitlines()[0].startswith("| experiment | device | precision | batch |")
+    bad = run_script("benchmark.py", "throughput", "--steps", "1", "model.hidden_size=abc")
+    expected = "error: model.hidden_size=abc: expected an integer (the default is 1000)"
+    assert bad.returncode == 1 and bad.stderr.strip() == expected
+    bad = run_script("benchmark.py", "throughput", "--device", "cuda", "--steps", "1")
+    if not torch.cuda.is_available():
+        assert bad.stderr.strip() == "error: --device cuda: no CUDA device is visible to PyTorch"

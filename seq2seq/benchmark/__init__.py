@@ -17,9 +17,9 @@ from seq2seq.cli import CONF, compose_config
 ROOT = CONF.parent
 
 
-def compose_train(overrides: list[str]) -> DictConfig:
+def compose_train(overrides: list[str], check_numbers: bool = False) -> DictConfig:
     """`conf/train.yaml` with these overrides, as `scripts/train.py` would compose it."""
-    return compose_config("train", overrides)
+    return compose_config("train", overrides, check_numbers)
 
 
 def peak_rss_mb() -> dict[str, float]:
