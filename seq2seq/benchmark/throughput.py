@@ -109,7 +109,8 @@ def throughput_benchmark(
     batch_size = batch_size or default_shape(cfg, src_len, tgt_len)
     model_cfg = model_config(cfg, src_vocab, tgt_vocab)
     torch.manual_seed(cfg.seed)
-    model = instantiate(model_cfg).to(dev).train()
+    with dev:  # parameters made and initialised on the device (the paper's model: 384M)
+        model = instantiate(model_cfg).train()
     optimizer = instantiate(cfg.optim.optimizer)(model.parameters())
     schedule = cfg.optim.scheduler and instantiate(cfg.optim.scheduler)
     scheduler = schedule(optimizer, steps_per_epoch=1000) if schedule else None
