@@ -8,7 +8,7 @@ import json
 import resource
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from omegaconf import DictConfig
 
@@ -20,6 +20,13 @@ ROOT = CONF.parent
 def compose_train(overrides: list[str], check_numbers: bool = False) -> DictConfig:
     """`conf/train.yaml` with these overrides, as `scripts/train.py` would compose it."""
     return compose_config("train", overrides, check_numbers)
+
+
+def markdown_table(header: list[str], rows: Iterable[list[object]]) -> str:
+    """A Markdown table: the header's column names, then each row's cells as text."""
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    lines += ["| " + " | ".join(map(str, cells)) + " |" for cells in rows]
+    return "\n".join(lines)
 
 
 def peak_rss_mb() -> dict[str, float]:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 
-from seq2seq.benchmark import ROOT, compose_train, in_fresh_process, peak_rss_mb
+from seq2seq.benchmark import ROOT, compose_train, in_fresh_process, markdown_table, peak_rss_mb
 from seq2seq.data.sources import Demo, iter_lines
 
 
@@ -194,19 +194,13 @@ def data_benchmark(
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = [
-        "| pairs | read | tokenizer | tokenise | total | pairs/s | tokenise pairs/s "
-        "| peak RSS main / worker | peak heap main / worker / all "
-        "| cached start to 1st step (median) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['size']:,} | {r['read_s']} s | {r['tokenizer_s']} s | {r['tokenise_s']} s "
-            f"| {r['total_s']} s | {r['pairs_per_s']:,} | {r['tokenise_pairs_per_s']:,} "
-            f"| {r['peak_rss_mb']:.0f} / {r['peak_child_rss_mb']:.0f} MB "
-            f"| {r['peak_anon_main_mb']:.0f} / {r['peak_anon_worker_mb']:.0f} / "
-            f"{r['peak_anon_total_mb']:.0f} MB "
-            f"| {r['cached_startup_s']} s |"
-        )
-    return "\n".join(lines)
+    header = ["pairs", "read", "tokenizer", "tokenise", "total", "pairs/s", "tokenise pairs/s",
+              "peak RSS main / worker", "peak heap main / worker / all",
+              "cached start to 1st step (median)"]  # fmt: skip
+    return markdown_table(header, (
+        [f"{r['size']:,}", f"{r['read_s']} s", f"{r['tokenizer_s']} s", f"{r['tokenise_s']} s",
+         f"{r['total_s']} s", f"{r['pairs_per_s']:,}", f"{r['tokenise_pairs_per_s']:,}",
+         f"{r['peak_rss_mb']:.0f} / {r['peak_child_rss_mb']:.0f} MB",
+         f"{r['peak_anon_main_mb']:.0f} / {r['peak_anon_worker_mb']:.0f} / "
+         f"{r['peak_anon_total_mb']:.0f} MB", f"{r['cached_startup_s']} s"] for r in rows
+    ))  # fmt: skip

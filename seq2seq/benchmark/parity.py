@@ -8,7 +8,7 @@ import csv
 import time
 from pathlib import Path
 
-from seq2seq.benchmark import compose_train, in_fresh_process
+from seq2seq.benchmark import compose_train, in_fresh_process, markdown_table
 from seq2seq.benchmark.speed import model_overrides
 from seq2seq.precision import refuse_emulated
 
@@ -49,11 +49,10 @@ def parity_benchmark(
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| model | precision | epochs | train time | validation BLEU, last 3 (step: BLEU) "
-             "| best val | test BLEU (greedy) |", "|---|---|---|---|---|---|---|"]  # fmt: skip
-    for r in rows:
-        curve = ", ".join(f"{s}: {b:.2f}" for s, b in r["val_curve_end"])
-        lines.append(f"| {r['model']} | {r['precision']} | {r['epochs']} | "
-                     f"{r['train_seconds'] / 60:.1f} min | {curve} | {r['best_val_bleu']:.2f} "
-                     f"| {r['test_bleu']:.2f} |")  # fmt: skip
-    return "\n".join(lines)
+    header = ["model", "precision", "epochs", "train time",
+              "validation BLEU, last 3 (step: BLEU)", "best val", "test BLEU (greedy)"]  # fmt: skip
+    return markdown_table(header, (
+        [r["model"], r["precision"], r["epochs"], f"{r['train_seconds'] / 60:.1f} min",
+         ", ".join(f"{s}: {b:.2f}" for s, b in r["val_curve_end"]), f"{r['best_val_bleu']:.2f}",
+         f"{r['test_bleu']:.2f}"] for r in rows
+    ))  # fmt: skip

@@ -22,7 +22,7 @@ import time
 
 import torch
 
-from seq2seq.benchmark import compose_train, in_fresh_process, peak_rss_mb
+from seq2seq.benchmark import compose_train, in_fresh_process, markdown_table, peak_rss_mb
 from seq2seq.precision import cpu_has_bf16, refuse_emulated, resolve_precision, uses_bf16
 from seq2seq.translate import MAX_TOKENS
 
@@ -205,26 +205,22 @@ def decode_benchmark(
 
 def decode_markdown(rows: list[dict]) -> str:
     beams = [k for k in rows[0] if k.endswith("_sent_s")] if rows else []
-    header = ["greedy" if k == "beam1_sent_s" else "beam-" + k[4:].removesuffix("_sent_s")
-              for k in beams]  # fmt: skip
-    lines = ["| model | precision | max_tokens | " + " | ".join(f"{h} sent/s" for h in header)
-             + " | peak RSS |", "|---" * (4 + len(beams)) + "|"]  # fmt: skip
-    for r in rows:
-        rates = " | ".join(str(r[k]) for k in beams)
-        lines.append(f"| {r['model']} | {r['precision']} | {r['max_tokens']:,} | {rates} "
-                     f"| {r['peak_rss_gb']:.2f} GB |")  # fmt: skip
-    return "\n".join(lines)
+    names = ["greedy" if k == "beam1_sent_s" else "beam-" + k[4:].removesuffix("_sent_s")
+             for k in beams]  # fmt: skip
+    header = ["model", "precision", "max_tokens", *(f"{n} sent/s" for n in names), "peak RSS"]
+    return markdown_table(header, (
+        [r["model"], r["precision"], f"{r['max_tokens']:,}", *(r[k] for k in beams),
+         f"{r['peak_rss_gb']:.2f} GB"] for r in rows
+    ))  # fmt: skip
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| model | precision | train tok/s | plain loop tok/s | ours/plain | MFLOP/tok "
-             "| share of fp32 peak | peak RSS | greedy sent/s | beam-5 sent/s | beam-12 sent/s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for r in rows:
-        lines.append(
-            f"| {r['model']} | {r['precision']} | {r['tok_s']:,} | {r['plain_tok_s']:,} "
-            f"| {r['vs_plain']:.2f} | {r['train_mflop_per_token']} | {r['mfu_fp32_peak']:.0%} "
-            f"| {r['peak_rss_gb']:.2f} GB | {r.get('beam1_sent_s', '-')} "
-            f"| {r.get('beam5_sent_s', '-')} | {r.get('beam12_sent_s', '-')} |"
-        )
-    return "\n".join(lines)
+    header = ["model", "precision", "train tok/s", "plain loop tok/s", "ours/plain", "MFLOP/tok",
+              "share of fp32 peak", "peak RSS", "greedy sent/s", "beam-5 sent/s",
+              "beam-12 sent/s"]  # fmt: skip
+    return markdown_table(header, (
+        [r["model"], r["precision"], f"{r['tok_s']:,}", f"{r['plain_tok_s']:,}",
+         f"{r['vs_plain']:.2f}", r["train_mflop_per_token"], f"{r['mfu_fp32_peak']:.0%}",
+         f"{r['peak_rss_gb']:.2f} GB",
+         *(r.get(f"beam{b}_sent_s", "-") for b in (1, 5, 12))] for r in rows
+    ))  # fmt: skip

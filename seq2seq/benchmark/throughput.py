@@ -23,7 +23,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from seq2seq.benchmark import compose_train, peak_rss_mb
+from seq2seq.benchmark import compose_train, markdown_table, peak_rss_mb
 from seq2seq.benchmark.speed import matmul_peak, train_flops_per_target_token
 from seq2seq.cli import model_config
 from seq2seq.data.tokenizer import BOS, EOS
@@ -161,14 +161,12 @@ def device_name(dev: torch.device) -> str:
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| experiment | device | precision | batch | params | step | words/s | target tok/s "
-             "| MFU | matmul peak | peak memory | loss first -> last |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for r in rows:
-        lines.append(
-            f"| {r['experiment']} | {r['device']} | {r['precision']} | {r['batch']} "
-            f"| {r['parameters_m']}M | {r['step_ms']} ms | {r['words_s']:,} | {r['tgt_tok_s']:,} "
-            f"| {r['mfu']:.1%} | {r['matmul_peak_tflops']} TFLOP/s | {r['peak_memory_gb']} GB "
-            f"| {r['loss_first']} -> {r['loss_last']} |"
-        )
-    return "\n".join(lines)
+    header = ["experiment", "device", "precision", "batch", "params", "step", "words/s",
+              "target tok/s", "MFU", "matmul peak", "peak memory",
+              "loss first -> last"]  # fmt: skip
+    return markdown_table(header, (
+        [r["experiment"], r["device"], r["precision"], r["batch"], f"{r['parameters_m']}M",
+         f"{r['step_ms']} ms", f"{r['words_s']:,}", f"{r['tgt_tok_s']:,}", f"{r['mfu']:.1%}",
+         f"{r['matmul_peak_tflops']} TFLOP/s", f"{r['peak_memory_gb']} GB",
+         f"{r['loss_first']} -> {r['loss_last']}"] for r in rows
+    ))  # fmt: skip
