@@ -8,7 +8,7 @@ the architecture over this device's measured matmul peak in the run's precision)
 
 No data is read and nothing is written: every sentence has exactly `src_len` source tokens and
 `tgt_len` target tokens (EOS included), so there is no padding, and tokens are drawn uniformly
-from the vocabulary. Each step is the plain PyTorch loop of `scripts/overhead.py`: the
+from the vocabulary. Each step is `plain_step`, the loop of `scripts/overhead.py`: the
 experiment's loss (fused with the output projection), optimiser, schedule and gradient clipping,
 under bf16 autocast for bf16-mixed.
 """
@@ -94,8 +94,8 @@ def throughput_benchmark(
     vocab: tuple[int, int] | None = None, steps: int = 20, warmup: int = 5,
     overrides: tuple[str, ...] = (),
 ) -> dict:  # fmt: skip
-    """Steps `warmup` + `steps` of the experiment's training on random batches; the rates count
-    the last `steps` (median of their per-step rates, so a slow step does not skew them)."""
+    """Steps `warmup` + `steps` of the experiment's training on random batches; the rates come
+    from the median time of the last `steps` steps (so a slow step does not skew them)."""
     if steps < 1 or warmup < 0 or min(src_len, tgt_len) < 2:
         raise UserError("need steps >= 1, warmup >= 0 and src_len, tgt_len >= 2")
     cfg = compose_train([f"experiment={experiment}", *overrides], check_numbers=True)
@@ -104,6 +104,9 @@ def throughput_benchmark(
         raise UserError("--device cuda: no CUDA device is visible to PyTorch")
     accelerator = "gpu" if dev.type == "cuda" else "cpu"
     precision = str(resolve_precision(precision, accelerator))
+    if precision not in ("32-true", "bf16-mixed"):  # a GPU without bf16 falls back to fp16
+        raise UserError(f"--precision: this device runs it as {precision}, which this "
+                        "benchmark does not (it has no loss scaling): use 32-true")  # fmt: skip
     bf16 = uses_bf16(precision)
     src_vocab, tgt_vocab = vocab or vocab_sizes(cfg)
     batch_size = batch_size or default_shape(cfg, src_len, tgt_len)

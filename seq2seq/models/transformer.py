@@ -62,7 +62,7 @@ def plain_attention(q: Tensor) -> bool:
         return False
     if q.dtype in (torch.bfloat16, torch.float16):
         return True
-    return q.size(-2) <= SHORT_QUERY and not (torch.is_grad_enabled() and q.requires_grad)
+    return q.size(-2) <= SHORT_QUERY and not q.requires_grad
 
 
 def attend(
