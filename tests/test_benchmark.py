@@ -22,7 +22,7 @@ from seq2seq.benchmark.speed import (
     train_flops_per_target_token,
 )
 from seq2seq.benchmark.throughput import (
-    default_shape,
+    default_batch_size,
     random_batch,
     throughput_benchmark,
     vocab_sizes,
@@ -161,10 +161,10 @@ def test_throughput_trains_the_exact_experiment_on_random_ids():
 
 def test_throughput_defaults_are_the_experiments():
     paper = compose_train(["experiment=sutskever2014"])
-    assert vocab_sizes(paper) == (160_000, 80_000) and default_shape(paper, 30, 30) == 128
+    assert vocab_sizes(paper) == (160_000, 80_000) and default_batch_size(paper, 30, 30) == 128
     base = compose_train(["experiment=transformer_base_wmt14_en_de"])
     # 6,250-token batches x 4 accumulated: the paper's ~25,000 tokens per step
-    assert vocab_sizes(base) == (37_000, 37_000) and default_shape(base, 25, 25) == 1000
+    assert vocab_sizes(base) == (37_000, 37_000) and default_batch_size(base, 25, 25) == 1000
     batch = random_batch(3, 6, 4, 30, 20, torch.device("cpu"), torch.Generator().manual_seed(0))
     assert batch["src"].shape == (3, 6) and (batch["src"][:, -1] == EOS).all()
     assert (batch["src"][:, :-1] >= 4).all() and (batch["src"] < 30).all()

@@ -1,6 +1,7 @@
-"""Benchmarks behind `scripts/benchmark.py`: `data` (preprocessing at scale) and `speed`
-(training and decoding). What both need: the training config, a fresh process per
-measurement (peak memory is per process) and that process's peak RSS."""
+"""Benchmarks behind `scripts/benchmark.py`: `data` (preprocessing at scale), `speed`
+(training and decoding, and decoding alone), `parity` (bf16 against fp32) and `throughput`
+(an experiment's model on random ids, any device). What they share: the training config, a
+fresh process per measurement (peak memory is per process), its peak RSS, Markdown tables."""
 
 from __future__ import annotations
 

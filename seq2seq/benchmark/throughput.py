@@ -70,7 +70,7 @@ def random_batch(
     return {**batch, "ntokens": batch_size * tgt_len}
 
 
-def default_shape(cfg: DictConfig, src_len: int, tgt_len: int) -> int:
+def default_batch_size(cfg: DictConfig, src_len: int, tgt_len: int) -> int:
     """The experiment's batch size in sentences: `data.batch_size`, or as many sentences of
     the longer side as its token budget per optimiser step (`data.max_tokens` x
     `trainer.accumulate_grad_batches`) holds."""
@@ -109,7 +109,7 @@ def throughput_benchmark(
                         "benchmark does not (it has no loss scaling): use 32-true")  # fmt: skip
     bf16 = uses_bf16(precision)
     src_vocab, tgt_vocab = vocab or vocab_sizes(cfg)
-    batch_size = batch_size or default_shape(cfg, src_len, tgt_len)
+    batch_size = batch_size or default_batch_size(cfg, src_len, tgt_len)
     model_cfg = model_config(cfg, src_vocab, tgt_vocab)
     torch.manual_seed(cfg.seed)
     with dev:  # parameters made and initialised on the device (the paper's model: 384M)

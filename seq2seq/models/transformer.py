@@ -299,7 +299,8 @@ class TransformerSeq2Seq(nn.Module):
                 x, is_causal=past is None, past=past, memory_kv=memory_kv,
                 src_attn_mask=src_attn_mask,
             )  # fmt: skip
-        new_state["rows"] = torch.arange(x.size(0), device=x.device)  # caches now in row order
+        if cached:  # the grown caches are in row order
+            new_state["rows"] = torch.arange(x.size(0), device=x.device)
         return self.decoder_norm(x), new_state  # (B, T, D)
 
     def features(self, src: Tensor, src_lens: Tensor, tgt_in: Tensor) -> Tensor:
