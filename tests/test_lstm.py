@@ -3,11 +3,12 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
 
 from seq2seq.data.tokenizer import BOS, PAD
 from seq2seq.loss import token_losses
 from seq2seq.models.interface import Seq2Seq, select
-from seq2seq.models.lstm import NoForgetLSTM, ResidualStack, recurrence
+from seq2seq.models.lstm import NoForgetLSTM, ResidualStack, final_states, recurrence
 from tests.helpers import CONF, random_batch, tiny_lstm
 
 
@@ -80,6 +81,37 @@ def test_padding_never_changes_a_sentence_loss(options):
         batched_loss, _ = token_losses(logits[i : i + 1], tgt[i : i + 1])
         alone_loss, _ = token_losses(alone, tgt[i : i + 1, :n])
         torch.testing.assert_close(batched_loss, alone_loss, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("options", VARIANTS)
+@pytest.mark.parametrize("lens", [(5, 2, 7, 2, 5, 1, 7), (4, 4, 4), (3,)])
+def test_final_states_by_length_segments_equal_packing(options, lens):
+    # The CPU path runs the sentences in segments of time between distinct lengths; packing
+    # is the reference. Repeated lengths, one length for all, and one sentence; values and
+    # gradients (to the inputs and the weights) must agree.
+    rnn = tiny_lstm(layers=3, **options).encoder
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(len(lens), max(lens), 8, generator=g)
+    lens = torch.tensor(lens)
+    seed = torch.randn(3, len(lens), 32, generator=g)  # weights the final states' sum
+
+    def run(fn):
+        x_ = x.clone().requires_grad_()
+        rnn.zero_grad()
+        final = fn(x_)
+        finals = final if isinstance(final, tuple) else (final,)
+        sum((f * seed).sum() for f in finals).backward()
+        weights = [p.grad.clone() for p in rnn.parameters()]
+        return [f.detach() for f in finals], x_.grad, weights
+
+    packed = run(lambda x_: rnn(pack_padded_sequence(x_, lens, batch_first=True,
+                                                     enforce_sorted=False))[1])  # fmt: skip
+    segmented = run(lambda x_: final_states(rnn, x_, lens))
+    for ours, ref in zip(segmented, packed):
+        for a, b in zip(ours, ref):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    for grad, n in zip(segmented[1], lens.tolist()):
+        assert grad[n:].abs().sum() == 0  # padding gets no gradient
 
 
 def test_sutskever2014_has_384M_parameters():

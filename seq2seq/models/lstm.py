@@ -110,7 +110,39 @@ class ResidualStack(nn.Module):
 
 
 def _layer(hx: Hidden, i: int) -> Hidden:
-    return (hx[0][i : i + 1], hx[1][i : i + 1]) if isinstance(hx, tuple) else hx[i : i + 1]
+    return _each(hx, lambda t: t[i : i + 1])
+
+
+def _each(hx: Hidden, fn: Callable[[Tensor], Tensor]) -> Hidden:
+    """`fn` applied to h, or to each of (h, c)."""
+    return (fn(hx[0]), fn(hx[1])) if isinstance(hx, tuple) else fn(hx)
+
+
+def final_states(rnn: nn.Module, x: Tensor, lens: Tensor) -> Hidden:
+    """Every layer's final state of each sentence at its own last position, (L, B, H) as
+    nn.LSTM returns it, from right-padded x (B, T, E) and lengths `lens` (B,) on the CPU.
+
+    What packing gives, computed so that a CPU runs it fast: the sentences, longest first, go
+    through `rnn` in segments of time between consecutive distinct lengths, each segment one
+    call over the sentences still running, from the state the previous one left them in.
+    oneDNN runs each such call as one fused kernel, where packed input takes PyTorch's step-by-
+    step path (README, "Speed"). cuDNN (a GPU) runs packed input natively, so it gets that."""
+    if x.device.type != "cpu":
+        packed = pack_padded_sequence(x, lens, batch_first=True, enforce_sorted=False)
+        return rnn(packed)[1]
+    lens, order = lens.sort(descending=True, stable=True)
+    x = x.index_select(0, order)
+    ends, counts = torch.unique_consecutive(lens.flip(0), return_counts=True)
+    finals, hx, start, running = [], None, 0, x.size(0)
+    for end, count in zip(ends.tolist(), counts.tolist()):
+        _, final = rnn(x[:running, start:end], hx)
+        finals.append(_each(final, lambda t, a=running - count, b=running: t[:, a:b]))
+        running, start = running - count, end  # the last `count` sentences ended at `end`
+        hx = _each(final, lambda t, b=running: t[:, :b])
+    inverse = order.argsort()  # from longest-first back to the batch's order
+    parts = zip(*(f if isinstance(f, tuple) else (f,) for f in reversed(finals)))
+    joined = tuple(torch.cat(p, 1).index_select(1, inverse) for p in parts)
+    return joined if isinstance(final, tuple) else joined[0]
 
 
 def _data(x: Tensor | PackedSequence) -> Tensor:
@@ -176,11 +208,9 @@ class LSTMSeq2Seq(nn.Module):
 
     def encode(self, src: Tensor, src_lens: Tensor) -> State:
         x = self.dropout(self.src_embed(src))  # (B, S, E)
-        # Packing makes each sentence's final state the one at its own last token, so padding
-        # never changes a real sentence's result.
-        packed = pack_padded_sequence(x, src_lens.cpu(), batch_first=True, enforce_sorted=False)
-        _, final = self.encoder(packed)
-        return _state(final)
+        # Each sentence's final state is the one at its own last token, so padding never
+        # changes a real sentence's result.
+        return _state(final_states(self.encoder, x, src_lens.cpu()))
 
     def _decode(self, tgt_in: Tensor, state: State) -> tuple[Tensor, State]:
         """Decoder features (before the softmax's projection) for tgt_in, and the next state."""
