@@ -53,6 +53,26 @@ def test_ranks_get_disjoint_shards_of_equal_length():
     assert len(seen) - len(LENGTHS) <= 30 * (3 * len(shards[0]) - n_batches)  # only wrap-around
 
 
+def test_ties_order_examples_of_one_length_and_cut_padding():
+    rng = np.random.default_rng(2)
+    src = rng.integers(1, 40, size=2000)
+    tgt = np.clip(src + rng.integers(-6, 7, size=2000), 1, None)
+    longer = np.maximum(src, tgt)
+
+    def padded_sources(sampler):
+        return sum(len(b) * src[b].max() for b in sampler.batches())
+
+    plain = BucketBatchSampler(longer, max_tokens=400, seed=3)
+    tied = BucketBatchSampler(longer, max_tokens=400, seed=3, ties=(src, tgt))
+    for b in tied.batches():  # within a batch: by length, then source, then target length
+        keys = list(zip(longer[b], src[b], tgt[b]))
+        assert keys == sorted(keys)
+    assert sorted(np.concatenate(tied.batches()).tolist()) == list(range(2000))
+    # the same cuts (the budget sees only `lengths`), less source padding (2,513 against 3,466)
+    assert sorted(map(len, tied.batches())) == sorted(map(len, plain.batches()))
+    assert padded_sources(tied) - src.sum() < 0.8 * (padded_sources(plain) - src.sum())
+
+
 def test_budget_below_longest_example_is_an_error():
     with pytest.raises(ValueError, match="max_tokens=10"):
         BucketBatchSampler([5, 12], max_tokens=10)

@@ -15,10 +15,11 @@ from seq2seq.errors import UserError
 class BucketBatchSampler(Sampler[list[int]]):
     """Batches of similar-length examples, reshuffled every epoch from `seed`, sharded per rank.
 
-    Examples are grouped by length through a counting sort over the length histogram (O(n),
-    numpy, never a Python sort of the corpus), shuffled within each length every epoch, and cut
-    into consecutive batches, so padding stays small; the order of the batches is then
-    shuffled. A batch holds `batch_size` examples, or as many as fit `max_tokens` padded
+    Examples are shuffled every epoch, sorted by length (stable numpy sorts, never a Python
+    sort of the corpus), within a length by the `ties` arrays if given (the datamodule passes
+    source, then target lengths: fairseq sorts pairs so), and cut into consecutive batches at
+    points read off the length histogram, so padding stays small; the order of the batches is
+    then shuffled. A batch holds `batch_size` examples, or as many as fit `max_tokens` padded
     tokens (B * longest), or both. With several ranks, rank r takes batches r, r + R, ...;
     every rank gets the same count (the last few batches repeat to even them out), so no rank
     waits for another at the end of an epoch. `budget_key` is the setting an example longer
@@ -35,10 +36,12 @@ class BucketBatchSampler(Sampler[list[int]]):
         num_replicas: int = 1,
         rank: int = 0,
         budget_key: str = "data.max_tokens",
+        ties: Sequence[Sequence[int] | np.ndarray] = (),
     ) -> None:
         if batch_size is None and max_tokens is None:
             raise ValueError("data.batch_size or data.max_tokens must be set")
         self.lengths = np.asarray(lengths, dtype=np.int64)
+        self.ties = [np.asarray(t, dtype=np.int64) for t in ties]
         if max_tokens is not None and len(self.lengths) and self.lengths.max() > max_tokens:
             raise UserError(
                 f"{budget_key}={max_tokens} is below the longest example "
@@ -72,9 +75,11 @@ class BucketBatchSampler(Sampler[list[int]]):
         rng = np.random.default_rng((self.seed, self.epoch))
         n = len(self.lengths)
         order = rng.permutation(n) if self.shuffle else np.arange(n)
-        # counting sort by length: stable, so examples of one length keep their shuffled order
+        # stable sorts, least significant key first: examples equal in length and ties keep
+        # their shuffled order
+        for key in [*self.ties[::-1], self.lengths]:
+            order = order[np.argsort(key[order], kind="stable")]
         counts = np.bincount(self.lengths, minlength=1)
-        order = order[np.argsort(self.lengths[order], kind="stable")]
         cuts, start, open_count = [], 0, 0  # positions in `order` where a batch ends
         for length in np.flatnonzero(counts).tolist():
             end = start + int(counts[length])
