@@ -5,8 +5,9 @@
 #   (b) Transformer base (experiment=transformer_base_wmt14_en_de, 37k shared vocabulary)
 #       with 25,000-token batches (1,000 sentences of 25 + 25): target tokens/s and MFU.
 # Each twice: with the default loss chunk (512 target tokens per projection, sized for CPU
-# caches) and with 4,096. Random token ids; no data is read. The tables go to stdout; the
-# machine and each run's JSON to OUTDIR (five files).
+# caches) and with 4,096; last, (b) with `compile=true` (torch.compile, inductor). Random
+# token ids; no data is read. The tables go to stdout; the machine and each run's JSON to
+# OUTDIR (six files).
 #
 #   bash scripts/gpu_benchmark.sh [OUTDIR [ARGS...]]
 #
@@ -43,4 +44,6 @@ run transformer_base --experiment transformer_base_wmt14_en_de --src-len 25 --tg
 run sutskever2014_chunk4096 --experiment sutskever2014 loss_chunk=4096
 run transformer_base_chunk4096 --experiment transformer_base_wmt14_en_de --src-len 25 \
   --tgt-len 25 loss_chunk=4096
+run transformer_base_compile --experiment transformer_base_wmt14_en_de --src-len 25 \
+  --tgt-len 25 compile=true
 exit $failed

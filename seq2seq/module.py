@@ -17,6 +17,7 @@ from seq2seq.data.tokenizer import PAD, Tokenizer
 from seq2seq.errors import UserError
 from seq2seq.loss import teacher_forced_losses
 from seq2seq.metrics import corpus_bleu
+from seq2seq.models.compiled import compile_features
 from seq2seq.search import generate
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class TranslationModule(pl.LightningModule):
         val_decode: dict | None = None,
         nonfinite: str = "stop",
         loss_chunk: int = 512,
+        compile: bool | str = False,
     ) -> None:
         super().__init__()
         if loss_per not in ("token", "sentence"):
@@ -56,7 +58,7 @@ class TranslationModule(pl.LightningModule):
         self._loss: Tensor | None = None  # the last training loss, read only when it diverged
         self._resume_rng: Tensor | None = None
         self.model_config, self.data_config = model_config, data_config
-        self.model: nn.Module = instantiate(model_config)
+        self.model: nn.Module = compile_features(instantiate(model_config), compile)
         self.tokenizer = tokenizer
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.label_smoothing, self.loss_per = label_smoothing, loss_per

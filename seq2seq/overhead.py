@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from seq2seq.benchmark.throughput import plain_step
 from seq2seq.cli import model_config
 from seq2seq.data.datamodule import TranslationDataModule, build_datamodule
+from seq2seq.models.compiled import compile_features
 from seq2seq.module import TranslationModule
 from seq2seq.precision import resolve_precision, uses_bf16
 
@@ -60,6 +61,7 @@ def lightning_tokens_per_second(cfg: DictConfig, steps: int, warmup: int) -> flo
         label_smoothing=cfg.optim.label_smoothing,
         loss_per=cfg.optim.loss_per,
         loss_chunk=cfg.loss_chunk,
+        compile=cfg.compile,
     )
     clock = _Clock(warmup)
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
@@ -78,7 +80,7 @@ def plain_tokens_per_second(cfg: DictConfig, steps: int, warmup: int) -> float:
     """The loop a PyTorch user would write by hand, on the same batches."""
     pl.seed_everything(cfg.seed, workers=True)
     datamodule, model_cfg = datamodule_and_model(cfg)
-    model = instantiate(model_cfg).train()
+    model = compile_features(instantiate(model_cfg).train(), cfg.compile)
     optimizer = instantiate(cfg.optim.optimizer)(model.parameters())
     tokens, start = 0, 0.0
     batches = islice(_forever(datamodule), warmup + steps)

@@ -19,6 +19,7 @@ from seq2seq.checkpoint import read_checkpoint, save_checkpoint
 from seq2seq.cli import model_config
 from seq2seq.data.datamodule import build_datamodule
 from seq2seq.errors import UserError
+from seq2seq.models.compiled import compile_backend
 from seq2seq.module import TranslationModule
 from seq2seq.precision import resolve_precision
 
@@ -128,6 +129,7 @@ def resume_from(resume: str | None, run_dir: Path) -> str | None:
 def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     """Train as configured; tokenizer, checkpoints and logs go to `run_dir`. Returns a summary."""
     run_dir = Path(run_dir)
+    compile_backend(cfg.compile)  # a bad value fails before the data is prepared
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the seed is in config.yaml
     datamodule = build_datamodule(cfg.data)
     tokenizer = datamodule.prepare_tokenizer()
@@ -145,6 +147,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
         loss_per=optim.loss_per,
         nonfinite=optim.nonfinite,
         loss_chunk=cfg.loss_chunk,
+        compile=cfg.compile,
         val_decode=validation_decode(cfg.decode),
     )
     n_params = sum(p.numel() for p in module.model.parameters())

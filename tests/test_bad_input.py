@@ -227,6 +227,18 @@ def test_text_for_a_number(tmp_path):
     ]  # devices=auto is Lightning's; a bool is not a number
 
 
+def test_unknown_compile_backend(tmp_path):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=["compile=nope"])
+    with pytest.raises(UserError) as e:
+        train(cfg, tmp_path)
+    assert message(e) == (
+        "compile='nope': expected true, false or a torch.compile backend "
+        "(cudagraphs, inductor, openxla, tvm, or a debugging one such as eager)"
+    )
+    assert list(tmp_path.iterdir()) == []  # before the data and the tokenizer
+
+
 # --- checkpoints -------------------------------------------------------------------------------
 
 

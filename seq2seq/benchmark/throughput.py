@@ -29,6 +29,7 @@ from seq2seq.cli import model_config
 from seq2seq.data.tokenizer import BOS, EOS
 from seq2seq.errors import UserError
 from seq2seq.loss import teacher_forced_losses
+from seq2seq.models.compiled import compile_features
 from seq2seq.precision import resolve_precision, uses_bf16
 
 FIRST_ID = 4  # ids below are PAD, UNK, BOS, EOS
@@ -113,7 +114,7 @@ def throughput_benchmark(
     model_cfg = model_config(cfg, src_vocab, tgt_vocab)
     torch.manual_seed(cfg.seed)
     with dev:  # parameters made and initialised on the device (the paper's model: 384M)
-        model = instantiate(model_cfg).train()
+        model = compile_features(instantiate(model_cfg).train(), cfg.compile)
     optimizer = instantiate(cfg.optim.optimizer)(model.parameters())
     schedule = cfg.optim.scheduler and instantiate(cfg.optim.scheduler)
     scheduler = schedule(optimizer, steps_per_epoch=1000) if schedule else None
