@@ -16,14 +16,14 @@ class BucketBatchSampler(Sampler[list[int]]):
     """Batches of similar-length examples, reshuffled every epoch from `seed`, sharded per rank.
 
     Examples are shuffled every epoch, sorted by length (stable numpy sorts, never a Python
-    sort of the corpus), within a length by the `ties` arrays if given (the datamodule passes
-    source, then target lengths: fairseq sorts pairs so), and cut into consecutive batches at
-    points read off the length histogram, so padding stays small; the order of the batches is
-    then shuffled. A batch holds `batch_size` examples, or as many as fit `max_tokens` padded
-    tokens (B * longest), or both. With several ranks, rank r takes batches r, r + R, ...;
-    every rank gets the same count (the last few batches repeat to even them out), so no rank
-    waits for another at the end of an epoch. `budget_key` is the setting an example longer
-    than `max_tokens` is reported against.
+    sort of the corpus), within a length by the `ties` arrays if given (validation passes
+    source, then target lengths, for less padding; training does not, see README "Speed"), and
+    cut into consecutive batches at points read off the length histogram, so padding stays
+    small; the order of the batches is then shuffled. A batch holds `batch_size` examples, or
+    as many as fit `max_tokens` padded tokens (B * longest), or both. With several ranks, rank
+    r takes batches r, r + R, ...; every rank gets the same count (the last few batches repeat
+    to even them out), so no rank waits for another at the end of an epoch. `budget_key` is
+    the setting an example longer than `max_tokens` is reported against.
     """
 
     def __init__(

@@ -210,8 +210,7 @@ class TranslationDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         trainer = self.trainer
         sampler = BucketBatchSampler(
-            self.train_data.lengths(),
-            ties=(self.train_data.src_lens, self.train_data.tgt_lens),
+            self.train_data.lengths(),  # no `ties`: README, "Speed" (it slowed learning)
             batch_size=self.batch_size,
             max_tokens=self.max_tokens,
             shuffle=True,
@@ -227,7 +226,7 @@ class TranslationDataModule(pl.LightningDataModule):
         trainer = self.trainer  # under DDP each rank validates a shard; the module gathers them
         sampler = BucketBatchSampler(
             self.valid_data.lengths(),
-            ties=(self.valid_data.src_lens, self.valid_data.tgt_lens),
+            ties=(self.valid_data.src_lens, self.valid_data.tgt_lens),  # less source padding
             max_tokens=self.valid_max_tokens,
             shuffle=False,
             num_replicas=trainer.world_size if trainer else 1,
