@@ -13,10 +13,11 @@ python scripts/benchmark.py speed --data-dir DIR [--models A B] [--precisions 32
     speed issue's models A (2x256 LSTM) and B (3+3 Transformer, d_model 256) on Multi30k en-fr.
 
 python scripts/benchmark.py decode --data-dir DIR [--models A B] [--max-tokens 4000 8000]
-                                   [--beams 1 5 12] [--precision 32-true] [--repeats 2]
-                                   [--json FILE]
-    Decoding alone (as in `speed`), one row per model and decoding batch budget (source tokens
-    x beams per batch; default: that of evaluate.py and translate.py), the budgets interleaved.
+                                   [--beams 1 5 12] [--precisions 32-true [bf16-mixed] [int8]]
+                                   [--repeats 2] [--json FILE]
+    Decoding alone (as in `speed`), one row per model, precision and decoding batch budget
+    (source tokens x beams per batch; default: that of evaluate.py and translate.py), all of
+    them interleaved. int8: the fp32 model with int8 matmul weights (`precision=int8`).
 
 python scripts/benchmark.py throughput [--experiment sutskever2014] [--device cpu|cuda]
                                        [--precision bf16-mixed] [--batch-size N] [--src-len 30]
@@ -37,6 +38,7 @@ import json
 import tempfile
 from pathlib import Path
 
+from seq2seq.benchmark.speed import DECODE_PRECISIONS
 from seq2seq.cli import user_errors
 
 
@@ -77,7 +79,9 @@ def main() -> None:
     decode.add_argument("--models", nargs="+", default=["A", "B"], choices=["A", "B"])
     decode.add_argument("--max-tokens", type=int, nargs="+", default=None)
     decode.add_argument("--beams", type=int, nargs="+", default=[1, 5, 12])
-    decode.add_argument("--precision", choices=["32-true", "bf16-mixed"], default="32-true")
+    decode.add_argument(
+        "--precisions", "--precision", nargs="+", choices=DECODE_PRECISIONS, default=["32-true"]
+    )
     decode.add_argument("--repeats", type=int, default=2)
     decode.add_argument("--json", type=Path, default=None)
     through = sub.add_parser("throughput", help="an experiment's training speed, random ids")
@@ -114,8 +118,9 @@ def main() -> None:
             from seq2seq.benchmark.speed import decode_markdown as markdown
             from seq2seq.translate import MAX_TOKENS
 
-            rows = decode_benchmark(args.data_dir, args.models, args.max_tokens or [MAX_TOKENS],
-                                    args.repeats, tuple(args.beams), args.precision)  # fmt: skip
+            budgets = args.max_tokens or [MAX_TOKENS]
+            rows = decode_benchmark(args.data_dir, args.models, budgets, args.repeats,
+                                    tuple(args.beams), tuple(args.precisions))  # fmt: skip
         elif args.what == "throughput":
             from seq2seq.benchmark.throughput import markdown, throughput_benchmark
 

@@ -14,7 +14,7 @@ from torch import nn
 from seq2seq.data.tokenizer import Tokenizer, tokenizer_from_state_dict
 from seq2seq.ensemble import Ensemble
 from seq2seq.errors import UserError
-from seq2seq.precision import warn_if_emulated
+from seq2seq.precision import quantize_int8, require_int8, warn_if_emulated
 
 
 @dataclass
@@ -74,7 +74,7 @@ def same_tokenizer(a: dict, b: dict, side: str | None = None) -> bool:
     return all(k in a and k in b and torch.equal(a[k], b[k]) for k in sides)
 
 
-PRECISIONS = {"32": torch.float32, "bf16": torch.bfloat16}
+PRECISIONS = {"32": torch.float32, "bf16": torch.bfloat16, "int8": torch.float32}
 
 
 def load_models(
@@ -82,15 +82,25 @@ def load_models(
 ) -> Loaded:
     """One checkpoint, or a list of them loaded as an `Ensemble` (same vocabularies required;
     members trained on the other source direction read a flipped source). `precision` bf16
-    casts the weights to bfloat16 for decoding (the softmax stays float32)."""
+    casts the weights to bfloat16 for decoding (the softmax stays float32); int8 quantizes the
+    matmuls' weights (`quantize_int8`, CPU only)."""
     if str(precision) not in PRECISIONS:
         raise UserError(f"precision={precision}: expected one of {', '.join(PRECISIONS)}")
     dtype = PRECISIONS[str(precision)]
     warn_if_emulated(dtype, device)
+    if str(precision) == "int8":  # refused on a GPU before anything is read
+        require_int8(device)
+    loaded = _load(paths, device)
+    loaded.model.to(dtype)
+    if str(precision) == "int8":
+        loaded.model = quantize_int8(loaded.model, device)
+    return loaded
+
+
+def _load(paths: str | Path | list, device: str | torch.device) -> Loaded:
+    """One checkpoint, or several as an `Ensemble`, as `load_models` describes."""
     if isinstance(paths, (str, Path)):
-        loaded = load_checkpoint(paths, device)
-        loaded.model.to(dtype)
-        return loaded
+        return load_checkpoint(paths, device)
     paths = [Path(p) for p in paths]
     if not paths:
         raise UserError("ckpt=[]: no checkpoints given")
@@ -105,7 +115,7 @@ def load_models(
                 )
     reverse = first.data["reverse_source"]
     flip = [m.data["reverse_source"] != reverse for m in members]
-    model = Ensemble([m.model for m in members], flip).eval().to(dtype)
+    model = Ensemble([m.model for m in members], flip).eval()
     return Loaded(model=model, tokenizer=first.tokenizer, data=first.data, path=first.path)
 
 

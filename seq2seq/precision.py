@@ -5,8 +5,11 @@ natively, and an explicit bf16 on a CPU that does not is refused (training) or w
 from __future__ import annotations
 
 import logging
+import warnings
+from collections.abc import Callable
 
 import torch
+from torch import nn
 
 from seq2seq.errors import UserError
 
@@ -59,3 +62,35 @@ def warn_if_emulated(dtype: torch.dtype, device: str | torch.device) -> None:
     """Decoding with bf16 weights on a CPU without native bf16 works, but slowly: say so."""
     if dtype == torch.bfloat16 and torch.device(device).type == "cpu" and not cpu_has_bf16():
         log.warning("precision=bf16: %s; precision=32 decodes faster here", NO_CPU_BF16)
+
+
+INT8_LAYERS = (nn.Linear, nn.LSTM, nn.GRU)
+
+
+def require_int8(device: str | torch.device) -> Callable[..., nn.Module]:
+    """torch's dynamic quantization, or a one-line error where `precision=int8` cannot run."""
+    if torch.device(device).type != "cpu":
+        raise UserError(
+            f"precision=int8 runs on a CPU only, not on {device}: use device=cpu, or precision=bf16"
+        )
+    quantize = getattr(getattr(torch.ao, "quantization", None), "quantize_dynamic", None)
+    if quantize is None:
+        raise UserError(
+            f"precision=int8: this torch ({torch.__version__}) has no "
+            "torch.ao.quantization.quantize_dynamic; use precision=32"
+        )
+    return quantize
+
+
+def quantize_int8(model: nn.Module, device: str | torch.device = "cpu") -> nn.Module:
+    """`model` for decoding with int8 weights on a CPU (`precision=int8`): every `nn.Linear`,
+    `nn.LSTM` and `nn.GRU` becomes PyTorch's dynamically quantized version. Its weights are
+    stored in int8 (one scale per tensor), each input is quantized to 8 bits as it arrives, and
+    the matmuls run in int8 with int32 sums (fbgemm or oneDNN), returning float32; embeddings,
+    norms, attention's own products and the softmax stay float32, and so do other layers
+    (`nn.RNN`). The model is changed in place and returned."""
+    quantize = require_int8(device)
+    with warnings.catch_warnings():  # torch >= 2.10 warns that eager quantization is deprecated
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        return quantize(model.float().eval(), set(INT8_LAYERS), dtype=torch.qint8, inplace=True)

@@ -19,7 +19,7 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
 
 from seq2seq import checkpoint
-from seq2seq.checkpoint import read_checkpoint, save_checkpoint
+from seq2seq.checkpoint import load_models, read_checkpoint, save_checkpoint
 from seq2seq.cli import number_type_errors, one_line
 from seq2seq.data.batching import BucketBatchSampler
 from seq2seq.data.datamodule import TranslationDataModule
@@ -240,6 +240,14 @@ def test_unknown_compile_backend(tmp_path):
 
 
 # --- checkpoints -------------------------------------------------------------------------------
+
+
+def test_int8_on_a_gpu(tmp_path):
+    with pytest.raises(UserError) as e:  # before the checkpoint is read, or a GPU touched
+        load_models(tmp_path / "nope.ckpt", device="cuda", precision="int8")
+    assert message(e) == (
+        "precision=int8 runs on a CPU only, not on cuda: use device=cpu, or precision=bf16"
+    )
 
 
 def test_missing_checkpoint(tmp_path):

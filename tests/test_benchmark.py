@@ -10,7 +10,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from seq2seq import decode_speed
-from seq2seq.benchmark import compose_train
+from seq2seq.benchmark import compose_train, speed
 from seq2seq.benchmark.data import _perturb, data_benchmark, make_corpus
 from seq2seq.benchmark.parity import markdown as parity_markdown
 from seq2seq.benchmark.parity import train_and_test
@@ -30,6 +30,7 @@ from seq2seq.benchmark.throughput import (
 from seq2seq.benchmark.throughput import markdown as throughput_markdown
 from seq2seq.data.demo import write_demo_corpus
 from seq2seq.data.tokenizer import BOS, EOS
+from seq2seq.errors import UserError
 from seq2seq.loss import token_losses
 from seq2seq.models.transformer import TransformerSeq2Seq
 from tests.helpers import ROOT, run_script
@@ -105,6 +106,8 @@ def test_speed_children_on_tiny_data(tmp_path, monkeypatch):
                         lambda *a, **kw: seen.append(kw["max_tokens"]) or (1.0, []))  # fmt: skip
     assert decode_child(overrides, "val", 5, [1, 2], max_tokens=60)["beam2_sent_s"] == 1.0
     assert seen == [60, 60]  # the batch budget reaches the decoding
+    monkeypatch.undo()
+    assert decode_child(overrides, "val", 5, [1], int8=True)["beam1_sent_s"] > 0
     assert decode_markdown([{"model": "A", "precision": "32-true", "max_tokens": 4000,
                              "beam1_sent_s": 3.0, "beam5_sent_s": 1.5, "peak_rss_gb": 1.0}]) == (
         "| model | precision | max_tokens | greedy sent/s | beam-5 sent/s | peak RSS |\n"
@@ -117,6 +120,27 @@ def test_speed_children_on_tiny_data(tmp_path, monkeypatch):
     assert markdown([row]).splitlines()[-1] == (
         "| B | bf16-mixed | 10 | 10 | 1.00 | 1.0 | 50% | 1.00 GB | 3.0 | - | - |"
     )
+
+
+def test_decode_benchmark_interleaves_precisions_and_budgets(monkeypatch):
+    calls = []
+
+    def child(fn, overrides, split, length, beams, budget, int8):
+        calls.append((overrides[-2], budget, int8))
+        return {"beam1_sent_s": 10.0 * len(calls), "peak_rss_gb": 1.0}
+
+    monkeypatch.setattr(speed, "in_fresh_process", child)
+    rows = speed.decode_benchmark("DIR", ["A"], [4000, 8000], 2, (1,), ("32-true", "int8"))
+    runs = [("trainer.precision=32-true", b, q) for q in (False, True) for b in (4000, 8000)]
+    assert calls == runs + runs  # every case once, then again
+    assert [(r["precision"], r["max_tokens"], r["beam1_sent_s"]) for r in rows] == [
+        ("32-true", 4000, 30.0),
+        ("32-true", 8000, 40.0),
+        ("int8", 4000, 50.0),
+        ("int8", 8000, 60.0),
+    ]  # medians of 10 and 50, 20 and 60, ...
+    with pytest.raises(UserError, match="^--precisions int4: expected 32-true, bf16-mixed, int8$"):
+        speed.decode_benchmark("DIR", ["A"], [4000], precisions=("int4",))
 
 
 def test_parity_run_reports_curve_end_and_test_bleu(tmp_path):

@@ -45,7 +45,14 @@ def test_checkpoint_round_trip_gives_identical_translations(tmp_path):
     assert logp.dtype == torch.float32
     bf16 = translate_texts(fast.model, fast.tokenizer, texts, True, beam_size=3)
     assert sum(a == b for a, b in zip(before, bf16)) >= 0.8 * len(texts)
-    with pytest.raises(UserError, match="precision=16: expected one of 32, bf16"):
+    # precision=int8: int8 matmul weights, float32 log-probabilities, mostly the same translations
+    int8 = load_models(str(path), precision="int8")
+    assert not isinstance(int8.model.out, torch.nn.Linear)  # its dynamically quantized version
+    logp, _ = int8.model.decode_step(torch.full((2,), 1), int8.model.encode(*_first(dm, int8)))
+    assert logp.dtype == torch.float32
+    quantized = translate_texts(int8.model, int8.tokenizer, texts, True, beam_size=3)
+    assert sum(a == b for a, b in zip(before, quantized)) >= 0.8 * len(texts)
+    with pytest.raises(UserError, match="precision=16: expected one of 32, bf16, int8"):
         load_models(str(path), precision="16")
 
 

@@ -1,6 +1,8 @@
 """Precision by hardware: `auto` picks bf16 only where it is native; bf16 asked for on a CPU
-without it is a one-line error for training and a warning for decoding."""
+without it is a one-line error for training and a warning for decoding. int8 decoding: every
+matmul layer quantized, log-probabilities close to fp32's, refused where it cannot run."""
 
+import copy
 import logging
 
 import pytest
@@ -10,8 +12,20 @@ from seq2seq import precision
 from seq2seq.benchmark import speed
 from seq2seq.benchmark.speed import native_precisions, speed_benchmark
 from seq2seq.checkpoint import PRECISIONS
+from seq2seq.data.tokenizer import BOS
+from seq2seq.ensemble import Ensemble
 from seq2seq.errors import UserError
-from seq2seq.precision import resolve_precision, uses_bf16, warn_if_emulated
+from seq2seq.models.lstm import LSTMSeq2Seq
+from seq2seq.models.transformer import TransformerSeq2Seq
+from seq2seq.precision import (
+    INT8_LAYERS,
+    quantize_int8,
+    resolve_precision,
+    uses_bf16,
+    warn_if_emulated,
+)
+from tests.helpers import random_batch, tiny_lstm
+from tests.test_lstm import VARIANTS
 
 
 @pytest.fixture(params=[True, False], ids=["native-bf16", "no-bf16"])
@@ -60,3 +74,45 @@ def test_decoding_in_emulated_bf16_warns(native, caplog):
 def test_uses_bf16():
     assert uses_bf16("bf16-mixed") and uses_bf16("bf16-true")
     assert not uses_bf16("32-true") and not uses_bf16(32) and not uses_bf16("16-mixed")
+
+
+def lstm(**options: object) -> LSTMSeq2Seq:
+    torch.manual_seed(0)  # weights small enough for the recurrence not to saturate
+    return LSTMSeq2Seq(11, 13, 2, 64, 16, init_range=0.1, **options).eval()
+
+
+def transformer() -> TransformerSeq2Seq:
+    torch.manual_seed(0)
+    return TransformerSeq2Seq(11, 13, 2, 2, 64, 2, 128, dropout=0.0).eval()
+
+
+MODELS = {**{f"lstm{o}": lambda o=o: lstm(**o) for o in VARIANTS}, "transformer": transformer,
+          "ensemble": lambda: Ensemble([lstm(), transformer()])}  # fmt: skip
+
+
+@pytest.mark.parametrize("make", MODELS.values(), ids=MODELS.keys())
+def test_int8_decoding_stays_close_to_fp32(make):
+    model = make()
+    int8 = quantize_int8(copy.deepcopy(model))
+    left = [type(m).__name__ for m in int8.modules() if isinstance(m, INT8_LAYERS)]
+    assert left == [] or set(left) == {"RNN"}  # torch has no int8 nn.RNN: it stays fp32
+    assert any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in int8.modules())
+    src, lens = random_batch(lens=(5, 3, 7, 1, 4, 6, 2, 5))
+    tgt_in = torch.tensor([[BOS, 5, 6, 7]] * 8)
+    with torch.no_grad():
+        steps = []
+        for m in (model, int8):
+            lp, state = m.decode_step(torch.full((8,), BOS), m.encode(src, lens))
+            steps.append(lp)
+        full = [m(src, lens, tgt_in).log_softmax(-1) for m in (model, int8)]
+    assert steps[1].dtype == torch.float32
+    for fp32, q in (steps, full):  # step by step and teacher-forced (scoring)
+        gap = (fp32.exp() - q.exp()).abs().max().item()
+        assert 0 < gap < 0.02, gap  # changed (quantized), but little
+    # Whole translations: README "Speed" (BLEU of trained models), test_checkpoint.py
+
+
+def test_int8_needs_torchs_dynamic_quantization(monkeypatch):
+    monkeypatch.delattr(torch.ao.quantization, "quantize_dynamic")  # a torch without it
+    with pytest.raises(UserError, match=r"^precision=int8: this torch \(.*\) has no torch.ao"):
+        quantize_int8(tiny_lstm())

@@ -11,7 +11,8 @@ measures, each in a fresh process (peak RSS is per process):
   (`train_flops_per_target_token`), times tokens/s, over the measured matmul peak;
 - decoding sentences/s, greedy and beam 5 / 12, every output forced to exactly 20 tokens.
 
-`decode_benchmark` measures decoding alone, for several decoding batch budgets side by side.
+`decode_benchmark` measures decoding alone, for several decoding batch budgets and weight
+precisions side by side (`int8`: the fp32 model with int8 matmul weights, `precision=int8`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,14 @@ import time
 import torch
 
 from seq2seq.benchmark import compose_train, in_fresh_process, markdown_table, peak_rss_mb
-from seq2seq.precision import cpu_has_bf16, refuse_emulated, resolve_precision, uses_bf16
+from seq2seq.errors import UserError
+from seq2seq.precision import (
+    cpu_has_bf16,
+    quantize_int8,
+    refuse_emulated,
+    resolve_precision,
+    uses_bf16,
+)
 from seq2seq.translate import MAX_TOKENS
 
 MODELS = {
@@ -99,12 +107,13 @@ def train_child(overrides: list[str], loop: str, steps: int, warmup: int) -> dic
 
 
 def decode_child(
-    overrides: list[str], split: str, length: int, beams: list[int], max_tokens: int = MAX_TOKENS
-) -> dict:
+    overrides: list[str], split: str, length: int, beams: list[int], max_tokens: int = MAX_TOKENS,
+    int8: bool = False,
+) -> dict:  # fmt: skip
     """In a fresh process: sentences/s of a (randomly initialised) model, outputs forced to
     `length` tokens, for each beam size (median of 2), in decoding batches of `max_tokens`
-    source tokens x beams; bf16 runs decode with bf16 weights (`precision=bf16` of evaluate.py
-    and translate.py)."""
+    source tokens x beams; bf16 runs decode with bf16 weights, and `int8` with int8 matmul
+    weights (`precision=bf16` and `precision=int8` of evaluate.py and translate.py)."""
     from hydra.utils import instantiate
 
     from seq2seq.decode_speed import sentences_per_second
@@ -117,6 +126,7 @@ def decode_child(
     precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
     bf16 = uses_bf16(precision)  # as the training side resolves it
     model = instantiate(model_cfg).eval().to(torch.bfloat16 if bf16 else torch.float32)
+    model = quantize_int8(model) if int8 else model
     texts = [s for s, _ in datamodule.source.pairs(split)]
     common = {"tokenizer": datamodule.tokenizer, "reverse_source": cfg.data.reverse_source,
               **forced_length(length)}  # fmt: skip
@@ -176,29 +186,39 @@ def speed_benchmark(
     return rows
 
 
+DECODE_PRECISIONS = ("32-true", "bf16-mixed", "int8")
+
+
 def decode_benchmark(
     data_dir: str, models: list[str], budgets: list[int], repeats: int = 2,
-    beams: tuple[int, ...] = (1, 5, 12), precision: str = "32-true",
+    beams: tuple[int, ...] = (1, 5, 12), precisions: tuple[str, ...] = ("32-true",),
     split: str = "test_2016_flickr", cache_dir: str | None = None,
 ) -> list[dict]:  # fmt: skip
-    """Decoding alone, one row per (model, batch budget `max_tokens`): medians of `repeats`
-    fresh processes, the budgets interleaved (every budget once, then again), so that a
-    machine's drift does not favour one of them."""
-    refuse_emulated([precision])
+    """Decoding alone, one row per (model, precision, batch budget `max_tokens`): medians of
+    `repeats` fresh processes, interleaved (every precision and budget once, then again), so
+    that a machine's drift does not favour one of them. `int8` is the fp32 model with int8
+    matmul weights."""
+    for precision in precisions:
+        if precision not in DECODE_PRECISIONS:
+            raise UserError(f"--precisions {precision}: expected {', '.join(DECODE_PRECISIONS)}")
+    refuse_emulated([p for p in precisions if p != "int8"])
     rows = []
     for name in models:
-        overrides = model_overrides(name, data_dir, precision, cache_dir)
-        runs: dict[int, list[dict]] = {budget: [] for budget in budgets}
+        cases = [(p, b) for p in precisions for b in budgets]
+        runs: dict[tuple[str, int], list[dict]] = {case: [] for case in cases}
         for _ in range(repeats):
-            for budget in budgets:
-                run = in_fresh_process(decode_child, overrides, split, 20, list(beams), budget)
-                runs[budget].append(run)
-        for budget in budgets:
-            rates = {k: round(statistics.median(r[k] for r in runs[budget]), 1)
-                     for k in runs[budget][0] if k.endswith("sent_s")}  # fmt: skip
-            peak = max(r["peak_rss_gb"] for r in runs[budget])
+            for precision, budget in cases:
+                trained = "32-true" if precision == "int8" else precision
+                overrides = model_overrides(name, data_dir, trained, cache_dir)
+                run = in_fresh_process(decode_child, overrides, split, 20, list(beams), budget,
+                                       precision == "int8")  # fmt: skip
+                runs[precision, budget].append(run)
+        for (precision, budget), case_runs in runs.items():
+            rates = {k: round(statistics.median(r[k] for r in case_runs), 1)
+                     for k in case_runs[0] if k.endswith("sent_s")}  # fmt: skip
+            peak = max(r["peak_rss_gb"] for r in case_runs)
             rows.append({"model": name, "precision": precision, "max_tokens": budget, **rates,
-                         "peak_rss_gb": round(peak, 2), "runs": runs[budget]})  # fmt: skip
+                         "peak_rss_gb": round(peak, 2), "runs": case_runs})  # fmt: skip
             print(json.dumps({k: v for k, v in rows[-1].items() if k != "runs"}), flush=True)
     return rows
 

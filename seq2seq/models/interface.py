@@ -90,14 +90,17 @@ def extend(past: Tensor, rows: Tensor, new: Tensor) -> Tensor:
     return out
 
 
-def output_log_probs(out: nn.Linear, features: Tensor) -> Tensor:
+def output_log_probs(out: nn.Module, features: Tensor) -> Tensor:
     """float32 log-probabilities of the output layer `out` on (B, H) decoder features.
 
     The matmul runs in the features' dtype; the bias is added (by the matmul itself in
     float32), and the log-softmax taken in place, in float32 (on a CPU,
     `out(features).log_softmax(-1, dtype=float32)` on bf16 took 1-2x longer in a quick timing:
-    a broadcast bias copy and a second (B, V) buffer)."""
-    if out.bias is not None and features.dtype == torch.float32:
+    a broadcast bias copy and a second (B, V) buffer). An int8 layer (`precision=int8`, not an
+    `nn.Linear`) returns float32 logits itself."""
+    if not isinstance(out, nn.Linear):
+        logits = out(features).float()
+    elif out.bias is not None and features.dtype == torch.float32:
         logits = torch.addmm(out.bias, features, out.weight.t())
     else:
         logits = (features @ out.weight.t()).float()
