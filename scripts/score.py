@@ -13,7 +13,7 @@ from seq2seq.score import score_lines
 def main(cfg: DictConfig) -> None:
     with user_errors():
         check_number_overrides(cfg)
-        loaded = load_models(cfg.ckpt, pick_device(cfg.device), cfg.precision)
+        loaded = load_models(cfg.ckpt, pick_device(cfg.device, cfg.precision), cfg.precision)
         lines = score_lines(
             loaded.model,
             loaded.tokenizer,

@@ -15,7 +15,7 @@ from seq2seq.translate import translate_stream
 def main(cfg: DictConfig) -> None:
     with user_errors():
         check_number_overrides(cfg)
-        loaded = load_models(cfg.ckpt, pick_device(cfg.device), cfg.precision)
+        loaded = load_models(cfg.ckpt, pick_device(cfg.device, cfg.precision), cfg.precision)
         for line in translate_stream(
             sys.stdin,
             chunk=cfg.chunk,

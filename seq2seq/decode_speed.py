@@ -36,7 +36,7 @@ def sentences_per_second(
 
 def decode_speed(cfg: DictConfig) -> list[dict]:
     """A row per (beam size, output length): sentences/s per variant (conf/decode_speed.yaml)."""
-    loaded = load_models(cfg.ckpt, pick_device(cfg.device), cfg.precision)
+    loaded = load_models(cfg.ckpt, pick_device(cfg.device, cfg.precision), cfg.precision)
     texts = [s for s, _ in eval_source(cfg, loaded).pairs(cfg.split)]
     texts = texts[: cfg.limit] if cfg.limit else texts
     alone = texts[: cfg.per_sentence_limit] if cfg.per_sentence_limit else []

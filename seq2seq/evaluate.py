@@ -27,10 +27,10 @@ from seq2seq.translate import translate_nbest
 log = logging.getLogger(__name__)
 
 
-def pick_device(device: str) -> str:
-    """`auto` -> cuda when available, else cpu."""
+def pick_device(device: str, precision: str | int = "32") -> str:
+    """`auto` -> cuda when available, else cpu; always cpu for `precision=int8` (CPU only)."""
     if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return "cuda" if torch.cuda.is_available() and str(precision) != "int8" else "cpu"
     return device
 
 
@@ -62,7 +62,7 @@ def evaluate(cfg: DictConfig, out_dir: str | Path) -> dict:
     """Translate `cfg.split` and score it; writes into out_dir `<split>.hyp`, `<split>.json`
     and, as configured, `<split>.nbest`, `<split>.buckets.md` and `<split>.png`."""
     out_dir = Path(out_dir)
-    loaded = load_models(cfg.ckpt, pick_device(cfg.device), cfg.precision)
+    loaded = load_models(cfg.ckpt, pick_device(cfg.device, cfg.precision), cfg.precision)
     source = eval_source(cfg, loaded)
     pairs = source.pairs(cfg.split)
     srcs, refs = [s for s, _ in pairs], [t for _, t in pairs]

@@ -15,6 +15,7 @@ from seq2seq.checkpoint import PRECISIONS
 from seq2seq.data.tokenizer import BOS
 from seq2seq.ensemble import Ensemble
 from seq2seq.errors import UserError
+from seq2seq.evaluate import pick_device
 from seq2seq.models.lstm import LSTMSeq2Seq
 from seq2seq.models.transformer import TransformerSeq2Seq
 from seq2seq.precision import (
@@ -116,3 +117,10 @@ def test_int8_needs_torchs_dynamic_quantization(monkeypatch):
     monkeypatch.delattr(torch.ao.quantization, "quantize_dynamic")  # a torch without it
     with pytest.raises(UserError, match=r"^precision=int8: this torch \(.*\) has no torch.ao"):
         quantize_int8(tiny_lstm())
+
+
+def test_auto_device_is_the_cpu_for_int8(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert pick_device("auto", "int8") == "cpu"
+    assert pick_device("auto", "32") == pick_device("auto") == "cuda"
+    assert pick_device("cuda", "int8") == "cuda"  # asked for: load_models refuses it in one line
