@@ -1,6 +1,7 @@
 """Which precision runs where: `auto` resolves to bf16 where the hardware multiplies it
 natively, and an explicit bf16 on a CPU that does not is refused (training) or warned about
-(decoding) instead of crawling or crashing."""
+(decoding) instead of crawling or crashing. int8 weights for decoding (`quantize_int8`) run on
+a CPU only."""
 
 from __future__ import annotations
 
