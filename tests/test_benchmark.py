@@ -1,6 +1,7 @@
 """The benchmark scripts: FLOP counts, the synthetic corpus, and both benchmarks end to end on
 tiny data."""
 
+import runpy
 import subprocess
 import sys
 
@@ -33,7 +34,7 @@ from seq2seq.data.tokenizer import BOS, EOS
 from seq2seq.errors import UserError
 from seq2seq.loss import token_losses
 from seq2seq.models.transformer import TransformerSeq2Seq
-from tests.helpers import ROOT, run_script
+from tests.helpers import ROOT, SCRIPTS, run_script
 
 
 def test_lstm_flops_match_the_closed_form_and_the_issue():
@@ -215,3 +216,15 @@ def test_throughput_runs_without_the_datasets_package():
     bad = run_script("benchmark.py", "throughput", "--device", "cuda", "--steps", "1")
     if not torch.cuda.is_available():
         assert bad.stderr.strip() == "error: --device cuda: no CUDA device is visible to PyTorch"
+
+
+def test_peer_decode_reads_opennmts_time_and_needs_it(tmp_path):
+    peer = runpy.run_path(str(SCRIPTS / "peer_decode.py"))  # its functions, not its main
+    log = "[2026-11-29 11:48:04 INFO] Total translation time (s): 3.4\n[...] Average ..."
+    assert peer["translation_seconds"](log) == 3.4
+    with pytest.raises(UserError, match="did not report its translation time"):
+        peer["translation_seconds"]("PRED SCORE: -6.7976")
+    bad = run_script("peer_decode.py", "--data-dir", tmp_path, "--onmt-python", sys.executable)
+    assert bad.returncode == 1 and bad.stderr.strip() == (
+        f"error: --onmt-python {sys.executable}: cannot import onmt (install OpenNMT-py 3.5.1)"
+    )
