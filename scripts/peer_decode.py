@@ -54,7 +54,10 @@ def write_pieces(data_dir: Path, workdir: Path) -> None:
     (workdir / "vocab.txt").write_text("".join(vocab))
     for split, limit in (("train", 2000), ("test_2016_flickr", None)):
         for lang in ("en", "fr"):
-            lines = (data_dir / f"{split}.{lang}").read_text(encoding="utf-8").splitlines()[:limit]
+            path = data_dir / f"{split}.{lang}"
+            if not path.is_file():
+                raise UserError(f"{path}: no such file")
+            lines = path.read_text(encoding="utf-8").splitlines()[:limit]
             pieces = sp.encode(lines, out_type=str)
             (workdir / f"{split}.{lang}").write_text("".join(" ".join(p) + "\n" for p in pieces))
 
