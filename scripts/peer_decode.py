@@ -1,17 +1,35 @@
-"""Decoding speed of a peer, OpenNMT-py, on the speed issue's models A and B, on this machine.
+"""Decoding speed of the peers (OpenNMT-py, eole, JoeyNMT) on the speed issue's models, on this
+machine.
 
-python scripts/peer_decode.py --data-dir DIR --onmt-python PYTHON [--models A B] [--beams 1 5]
+python scripts/peer_decode.py --data-dir DIR [--onmt-python PY] [--eole-python PY]
+                              [--joeynmt-python PY] [--models A B] [--beams 1 5]
                               [--repeats 2] [--workdir DIR]
 
-PYTHON is the interpreter of an environment with OpenNMT-py 3.5.1. It pins torch<2.3; installed
-with `pip install --no-deps OpenNMT-py==3.5.1 configargparse pyonmttok spacy pyahocorasick
-rapidfuzz fasttext-wheel waitress flask` in a venv made with `--system-site-packages`, it runs
-on this project's torch. The script builds the speed benchmark's joint 8k sentencepiece
-vocabulary (`benchmark.py speed`), writes DIR's test_2016_flickr sources and 2,000 training
-pairs as pieces, trains each model one step with OpenNMT-py (random weights are enough: the
-outputs are forced to 20 tokens, as in the benchmark) and times `onmt_translate` with the same
-batch budget as ours: 8,000 source tokens x beams. Prints a markdown table of sentences/s from
-the translation time OpenNMT-py reports (model loading excluded), the median of `--repeats`.
+Each PY is the interpreter of an environment with that peer (at least one is needed). The
+peers pin older torch versions; each runs on this project's torch when installed with
+`pip install --no-deps` in a venv made with `--system-site-packages`, plus the modules it
+imports:
+  OpenNMT-py 3.5.1: OpenNMT-py==3.5.1 configargparse pyonmttok spacy pyahocorasick rapidfuzz
+                    fasttext-wheel waitress flask
+  eole 0.6.4:       eole==0.6.4 pyonmttok safetensors tokenizers rich uvicorn
+                    fastapi==0.115.6 starlette==0.41.3 annotated_doc
+  JoeyNMT 2.3.0:    joeynmt==2.3.0 importlib_metadata lazy_importer subword_nmt
+
+The script builds the speed benchmark's joint 8k sentencepiece vocabulary (`benchmark.py
+speed`), writes DIR's test_2016_flickr sources and 2,000 training pairs as pieces, trains each
+model one step with each peer (random weights are enough: the outputs are forced to 20 tokens,
+as in the benchmark, and checked) and times its decoding with the same batch budget as ours:
+8,000 source tokens / beams. Prints a markdown table of sentences/s, the median of `--repeats`
+runs, from the time each peer reports for decoding (model loading excluded): OpenNMT-py's and
+eole's `-report_time`, JoeyNMT's "Generation took".
+
+Models (the issue's): A, a 2 x 256 LSTM encoder-decoder without attention; B, a 3 + 3 layer
+Transformer, d_model 256, 4 heads, FFN 1024, one embedding matrix. JoeyNMT cannot build A: its
+row is A', its closest (a bidirectional 2 x 256 LSTM encoder, a decoder with Luong attention
+and input feeding). Two peers are patched where they fail (see EOLE_TRAIN and JOEY_RUN): eole's
+training of A, and JoeyNMT's minimum output length, which it ignores. eole's Transformer gives
+NaN scores in some runs on a CPU (and then stops after one token): such runs are repeated and
+counted, not timed.
 """
 
 import argparse
@@ -21,6 +39,8 @@ import re
 import statistics
 import subprocess
 import tempfile
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from seq2seq.benchmark import markdown_table
@@ -28,7 +48,8 @@ from seq2seq.cli import user_errors
 from seq2seq.errors import UserError
 from seq2seq.translate import MAX_TOKENS
 
-MODELS = {  # the speed issue's sizes, as OpenNMT-py options
+LENGTH = 20  # output tokens, forced
+ONMT = {  # the speed issue's sizes, as OpenNMT-py options
     "A": {"encoder_type": "rnn", "decoder_type": "rnn", "rnn_type": "LSTM", "layers": 2,
           "hidden_size": 256, "word_vec_size": 256, "global_attention": "none", "input_feed": 0,
           "dropout": [0.3]},
@@ -36,11 +57,64 @@ MODELS = {  # the speed issue's sizes, as OpenNMT-py options
           "layers": 3, "hidden_size": 256, "word_vec_size": 256, "transformer_ff": 1024,
           "heads": 4, "dropout": [0.1], "share_decoder_embeddings": True},
 }  # fmt: skip
-TIME = re.compile(r"Total translation time \(s\): ([0-9.]+)")
+EOLE = {  # the same, as eole's `model` section (its dropout goes in `training`)
+    "A": {"architecture": "rnn", "rnn_type": "LSTM", "layers": 2, "hidden_size": 256,
+          "input_feed": 0, "embeddings": {"word_vec_size": 256},
+          "decoder": {"global_attention": None}},
+    "B": {"architecture": "transformer", "layers": 3, "hidden_size": 256, "heads": 4,
+          "transformer_ff": 1024, "share_decoder_embeddings": True, "share_embeddings": True,
+          "add_qkvbias": True, "add_ffnbias": True,
+          "embeddings": {"word_vec_size": 256, "position_encoding": True}},
+}  # fmt: skip
+DROPOUT = {"A": 0.3, "B": 0.1}
+
+
+def joey_model(name: str) -> dict:
+    """JoeyNMT's `model` section: A' (see the docstring) or B."""
+    if name == "A":
+        rnn = {"rnn_type": "lstm", "num_layers": 2, "hidden_size": 256, "dropout": 0.3,
+               "embeddings": {"embedding_dim": 256}}  # fmt: skip
+        return {"encoder": {"type": "recurrent", "bidirectional": True, **rnn},
+                "decoder": {"type": "recurrent", "attention": "luong", "input_feeding": True,
+                            "init_hidden": "bridge", **rnn}}  # fmt: skip
+    layers = {"type": "transformer", "num_layers": 3, "num_heads": 4, "hidden_size": 256,
+              "ff_size": 1024, "dropout": 0.1, "layer_norm": "pre",
+              "embeddings": {"embedding_dim": 256, "scale": True}}  # fmt: skip
+    return {"tied_embeddings": True, "tied_softmax": True, "encoder": layers, "decoder": layers}
+
+
+# eole's training on a CPU fails in its loss for an LSTM decoder without input feeding (a
+# `view` of a non-contiguous output): its training step, which only has to produce random
+# weights here, runs with that `view` made a `reshape`. Decoding is not patched.
+EOLE_TRAIN = """import sys
+from eole.utils.loss import LossCompute
+LossCompute._bottle = lambda self, v: v.reshape(-1, v.size(2))
+from eole.bin.main import main
+sys.argv = ["eole", *sys.argv[1:]]
+main()
+"""
+# JoeyNMT 2.3.0 logs its `min_output_length` but does not pass it to its search
+# (prediction.py), so a model that emits EOS early stops early. Its decoding runs with the
+# option passed, and so does the same work as the other tools.
+JOEY_RUN = f"""import sys
+from functools import partial
+import joeynmt.prediction
+joeynmt.prediction.search = partial(joeynmt.prediction.search, min_output_length={LENGTH})
+from joeynmt.__main__ import main
+sys.argv = ["joeynmt", *sys.argv[1:]]
+main()
+"""
+ONMT_TIME = re.compile(r"Total translation time \(s\): ([0-9.]+)")
+EOLE_TIMES = re.compile(
+    r"Step 0 time \(s\): ([0-9.]+).*Subsequent prediction time including all \(s\): ([0-9.]+)",
+    re.S,
+)
+JOEY_TIME = re.compile(r"Generation took ([0-9.]+)\[sec\]")
 
 
 def write_pieces(data_dir: Path, workdir: Path) -> None:
-    """The benchmark's joint vocabulary as an OpenNMT-py vocabulary file, and the text as pieces."""
+    """The benchmark's joint vocabulary as a peer's vocabulary file (`piece<TAB>count`), and the
+    text as pieces."""
     from seq2seq.benchmark import compose_train
     from seq2seq.benchmark.speed import model_overrides
     from seq2seq.overhead import datamodule_and_model
@@ -62,62 +136,201 @@ def write_pieces(data_dir: Path, workdir: Path) -> None:
             (workdir / f"{split}.{lang}").write_text("".join(" ".join(p) + "\n" for p in pieces))
 
 
-def onmt(python: str, module: str, *args: str) -> str:
-    """Run an OpenNMT-py entry point; its output, or a one-line error."""
-    env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}  # its checkpoints pickle args
-    run = subprocess.run([python, "-m", f"onmt.bin.{module}", *args], env=env,
-                         capture_output=True, text=True)  # fmt: skip
-    if run.returncode:
-        last = (run.stderr.strip().splitlines() or ["no output"])[-1]
-        raise UserError(f"--onmt-python {python}: onmt_{module} failed: {last}")
-    return run.stdout + run.stderr
+def run(flag: str, python: str, args: list[str], what: str) -> str:
+    """Run a peer's command; its output, or a one-line error naming the flag."""
+    env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}  # their checkpoints pickle
+    done = subprocess.run([python, *args], env=env, capture_output=True, text=True)
+    if done.returncode:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise UserError(f"{flag} {python}: {what} failed: {last}")
+    return done.stdout + done.stderr
 
 
-def translation_seconds(log: str) -> float:
-    """The translation time onmt_translate reports with -report_time."""
-    found = TIME.search(log)
-    if not found:
-        raise UserError("onmt_translate did not report its translation time (-report_time)")
-    return float(found.group(1))
+def reported_seconds(tool: str, log: str) -> float:
+    """The decoding time a peer reports: OpenNMT-py's total translation time, eole's step 0
+    (encoding) plus the rest, JoeyNMT's generation time of its last data set (the test set)."""
+    if tool == "onmt" and (found := ONMT_TIME.search(log)):
+        return float(found.group(1))
+    if tool == "eole" and (found := EOLE_TIMES.search(log)):
+        return float(found.group(1)) + float(found.group(2))
+    if tool == "joeynmt" and (found := JOEY_TIME.findall(log)):
+        return float(found[-1])
+    raise UserError(f"{TOOLS[tool][0]} did not report its decoding time")
+
+
+class Peer:
+    """One tool, its models and outputs in `workdir/<tool>`."""
+
+    def __init__(self, tool: str, python: str, workdir: Path) -> None:
+        self.tool, self.python, self.dir = tool, python, workdir / tool
+        self.flag = f"--{tool}-python"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        module = TOOLS[tool][1]
+        check = subprocess.run([python, "-c", f"import {module}"], capture_output=True)
+        if check.returncode:
+            raise UserError(f"{self.flag} {python}: cannot import {module} "
+                            f"(install {TOOLS[tool][0]})")  # fmt: skip
+        self.src, self.vocab = workdir / "test_2016_flickr.en", workdir / "vocab.txt"
+        self.data = {"path_src": str(workdir / "train.en"), "path_tgt": str(workdir / "train.fr")}
+
+    def _config(self, name: str, config: dict) -> Path:
+        path = self.dir / f"{name}.yaml"
+        path.write_text(json.dumps(config))  # JSON is YAML
+        return path
+
+    def _vocab(self) -> dict:
+        return {"src_vocab": str(self.vocab), "tgt_vocab": str(self.vocab), "share_vocab": True,
+                "src_vocab_size": 8000, "tgt_vocab_size": 8000,
+                "data": {"corpus_1": self.data}}  # fmt: skip
+
+    def _out(self, name: str, beam: int) -> Path:
+        return self.dir / f"{name}.beam{beam}.txt"
+
+    def train(self, name: str) -> None:
+        """Train model `name` one step, unless done in this workdir."""
+        getattr(self, f"_train_{self.tool}")(name)
+
+    def decode(self, name: str, beam: int) -> tuple[float, bool]:
+        """Decode once: the seconds the peer reports, and whether the run is valid."""
+        log = getattr(self, f"_decode_{self.tool}")(name, beam)
+        seconds = reported_seconds(self.tool, log)
+        lines = self._out(name, beam).read_text().splitlines()
+        if self.tool == "eole" and re.search(r"PRED SCORE: nan", log):
+            return seconds, False  # its CPU Transformer's NaNs: repeated, not timed
+        if len(lines) != self.sentences or any(len(x.split()) != LENGTH for x in lines):
+            raise UserError(f"{self._out(name, beam)}: not every output has {LENGTH} tokens")
+        return seconds, True
+
+    @property
+    def sentences(self) -> int:
+        return len(self.src.read_text().splitlines())
+
+    # OpenNMT-py
+    def _train_onmt(self, name: str) -> None:
+        ckpt = self.dir / name / "model_step_1.pt"
+        if not ckpt.exists():
+            config = {**self._vocab(), "save_data": str(self.dir / name),
+                      "save_model": str(self.dir / name / "model"), "train_steps": 1,
+                      "save_checkpoint_steps": 1, "batch_type": "tokens", "batch_size": 4096,
+                      "world_size": 1, "gpu_ranks": [], **ONMT[name]}  # fmt: skip
+            run(self.flag, self.python, ["-m", "onmt.bin.train", "-config",
+                                         str(self._config(name, config))], "training")  # fmt: skip
+
+    def _decode_onmt(self, name: str, beam: int) -> str:
+        return run(self.flag, self.python, [
+            "-m", "onmt.bin.translate", "-model", str(self.dir / name / "model_step_1.pt"),
+            "-src", str(self.src), "-output", str(self._out(name, beam)), "-beam_size", str(beam),
+            "-min_length", str(LENGTH), "-max_length", str(LENGTH), "-max_length_ratio", "100",
+            "-batch_type", "tokens", "-batch_size", str(MAX_TOKENS // beam), "-report_time",
+            "-gpu", "-1"], "decoding")  # fmt: skip
+
+    # eole
+    def _train_eole(self, name: str) -> None:
+        if not (self.dir / name / "model" / "config.json").exists():
+            config = {**self._vocab(), "save_data": str(self.dir / name), "overwrite": True,
+                      "training": {"model_path": str(self.dir / name / "model"),
+                                   "train_steps": 1, "save_checkpoint_steps": 1,
+                                   "batch_type": "tokens", "batch_size": 4096, "world_size": 1,
+                                   "gpu_ranks": [], "dropout": [DROPOUT[name]]},
+                      "model": EOLE[name]}  # fmt: skip
+            run(self.flag, self.python, ["-c", EOLE_TRAIN, "train", "-config",
+                                         str(self._config(name, config))], "training")  # fmt: skip
+
+    def _decode_eole(self, name: str, beam: int) -> str:
+        return run(self.flag, self.python, [
+            "-m", "eole.bin.main", "predict", "-model_path", str(self.dir / name / "model"),
+            "-src", str(self.src), "-output", str(self._out(name, beam)), "-beam_size", str(beam),
+            "-min_length", str(LENGTH), "-max_length", str(LENGTH), "-max_length_ratio", "0",
+            "-batch_type", "tokens", "-batch_size", str(MAX_TOKENS // beam),
+            "-report_time"], "decoding")  # fmt: skip
+
+    # JoeyNMT
+    def _joey_config(self, name: str, beam: int) -> Path:
+        vocab = self.dir / "vocab.txt"  # one piece per line; JoeyNMT adds its specials
+        vocab.write_text("".join(line.split("\t")[0] + "\n" for line in
+                                 self.vocab.read_text().splitlines()))  # fmt: skip
+        side = {"level": "word", "tokenizer_type": "none", "voc_file": str(vocab),
+                "lowercase": False, "max_length": 200}  # fmt: skip
+        prefix = str(self.src.with_suffix(""))
+        dev = self.dir / "dev"  # JoeyNMT's test decodes its dev set too: 10 sentences
+        for lang in ("en", "fr"):
+            lines = Path(f"{prefix}.{lang}").read_text().splitlines(keepends=True)[:10]
+            dev.with_suffix(f".{lang}").write_text("".join(lines))
+        config = {
+            "name": name, "joeynmt_version": "2.3.0", "model_dir": str(self.dir / name),
+            "use_cuda": False,
+            "data": {"train": self.data["path_src"][: -len(".en")], "dev": str(dev),
+                     "test": prefix, "dataset_type": "plain", "sample_train_subset": 100,
+                     "src": {"lang": "en", **side},
+                     "trg": {"lang": "fr", **side}},
+            "testing": {"beam_size": beam, "batch_size": MAX_TOKENS // beam, "batch_type": "token",
+                        "min_output_length": LENGTH, "max_output_length": LENGTH,
+                        "eval_metrics": ["bleu"]},
+            "training": {"random_seed": 1, "optimizer": "adam", "learning_rate": 2e-4,
+                         "scheduling": "warmupinversesquareroot", "learning_rate_warmup": 100,
+                         "batch_size": 4096, "batch_type": "token", "epochs": 1,
+                         "validation_freq": 1, "logging_freq": 1, "overwrite": True,
+                         "keep_best_ckpts": 1},
+            "model": {"initializer": "xavier_uniform", **joey_model(name)},
+        }  # fmt: skip
+        return self._config(f"{name}.beam{beam}", config)
+
+    def _train_joeynmt(self, name: str) -> None:
+        if not (self.dir / name / "best.ckpt").exists():
+            run(self.flag, self.python, ["-m", "joeynmt", "train", str(self._joey_config(name, 1)),
+                                         "--skip-test"], "training")  # fmt: skip
+
+    def _decode_joeynmt(self, name: str, beam: int) -> str:
+        prefix = self.dir / f"{name}.beam{beam}"
+        log = run(self.flag, self.python, ["-c", JOEY_RUN, "test",
+                                           str(self._joey_config(name, beam)), "--output-path",
+                                           str(prefix)], "decoding")  # fmt: skip
+        (prefix.parent / f"{prefix.name}.test").replace(self._out(name, beam))
+        return log
+
+
+TOOLS = {  # --NAME-python: (label, module to import)
+    "onmt": ("OpenNMT-py 3.5.1", "onmt"),
+    "eole": ("eole 0.6.4", "eole"),
+    "joeynmt": ("JoeyNMT 2.3.0", "joeynmt"),
+}
+
+
+def timed_runs(decode: Callable[[], tuple[float, bool]], repeats: int) -> tuple[list[float], int]:
+    """`repeats` valid runs' seconds and how many runs were invalid (at most 2 x repeats)."""
+    seconds, invalid = [], 0
+    while len(seconds) < repeats:
+        took, valid = decode()
+        if valid:
+            seconds.append(took)
+        else:
+            invalid += 1
+            if invalid > 2 * repeats:
+                raise UserError(f"{invalid} invalid runs (NaN scores) for {repeats} valid ones")
+    return seconds, invalid
 
 
 def peer_decode(
-    data_dir: Path, python: str, models: list[str], beams: list[int], repeats: int, workdir: Path
-) -> list[dict]:
-    check = subprocess.run([python, "-c", "import onmt"], capture_output=True, text=True)
-    if check.returncode:
-        raise UserError(f"--onmt-python {python}: cannot import onmt (install OpenNMT-py 3.5.1)")
+    data_dir: Path, pythons: dict[str, str], models: list[str], beams: list[int], repeats: int,
+    workdir: Path,
+) -> list[dict]:  # fmt: skip
+    """One row per (peer, model): sentences/s per beam (median of `repeats` valid runs)."""
+    peers = [Peer(tool, python, workdir) for tool, python in pythons.items()]
     write_pieces(data_dir, workdir)
     rows = []
-    for name in models:
-        config = {"src_vocab": str(workdir / "vocab.txt"), "tgt_vocab": str(workdir / "vocab.txt"),
-                  "share_vocab": True, "src_vocab_size": 8000, "tgt_vocab_size": 8000,
-                  "data": {"corpus_1": {"path_src": str(workdir / "train.en"),
-                                        "path_tgt": str(workdir / "train.fr")}},
-                  "save_data": str(workdir / name), "save_model": str(workdir / name / "model"),
-                  "train_steps": 1, "save_checkpoint_steps": 1, "batch_type": "tokens",
-                  "batch_size": 4096, "world_size": 1, "gpu_ranks": [], **MODELS[name]}  # fmt: skip
-        path = workdir / f"{name}.yaml"
-        path.write_text(json.dumps(config))  # JSON is YAML
-        onmt(python, "train", "-config", str(path))
-        row = {"model": name}
-        for beam in beams:
-            out = workdir / f"{name}.beam{beam}.txt"
-            seconds = []
-            for _ in range(repeats):
-                log = onmt(python, "translate", "-model", str(workdir / name / "model_step_1.pt"),
-                           "-src", str(workdir / "test_2016_flickr.en"), "-output", str(out),
-                           "-beam_size", str(beam), "-min_length", "20", "-max_length", "20",
-                           "-max_length_ratio", "100", "-batch_type", "tokens", "-batch_size",
-                           str(MAX_TOKENS // beam), "-report_time", "-gpu", "-1")  # fmt: skip
-                seconds.append(translation_seconds(log))
-            lines = out.read_text().splitlines()
-            if any(len(line.split()) != 20 for line in lines):
-                raise UserError(f"{out}: not every output has 20 tokens")
-            row[f"beam{beam}_sent_s"] = round(len(lines) / statistics.median(seconds), 1)
-            row[f"beam{beam}_runs"] = [round(len(lines) / s, 1) for s in seconds]
-        rows.append(row)
-        print(row, flush=True)
+    for peer in peers:
+        for name in models:
+            label = "A'" if peer.tool == "joeynmt" and name == "A" else name
+            row: dict = {"tool": TOOLS[peer.tool][0], "model": label}
+            peer.train(name)
+            for beam in beams:
+                seconds, invalid = timed_runs(partial(peer.decode, name, beam), repeats)
+                row[f"beam{beam}_sent_s"] = round(peer.sentences / statistics.median(seconds), 1)
+                row[f"beam{beam}_runs"] = [round(peer.sentences / s, 1) for s in seconds]
+                if invalid:
+                    row[f"beam{beam}_invalid_runs"] = invalid
+            rows.append(row)
+            print(json.dumps(row), flush=True)
     return rows
 
 
@@ -126,21 +339,33 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--data-dir", type=Path, required=True, help="Multi30k text files")
-    parser.add_argument("--onmt-python", required=True, help="a Python with OpenNMT-py 3.5.1")
+    for tool, (label, _) in TOOLS.items():
+        parser.add_argument(f"--{tool}-python", help=f"a Python with {label}")
     parser.add_argument("--models", nargs="+", default=["A", "B"], choices=["A", "B"])
     parser.add_argument("--beams", type=int, nargs="+", default=[1, 5])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--workdir", type=Path, default=None, help="default: temporary")
     args = parser.parse_args()
+    pythons = {t: p for t in TOOLS if (p := getattr(args, f"{t}_python")) is not None}
     with user_errors(), tempfile.TemporaryDirectory() as tmp:
+        if not pythons:
+            raise UserError("give at least one of --onmt-python, --eole-python, --joeynmt-python")
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        rows = peer_decode(args.data_dir, args.onmt_python, args.models, args.beams,
-                           args.repeats, workdir)  # fmt: skip
+        rows = peer_decode(args.data_dir, pythons, args.models, args.beams, args.repeats, workdir)
     names = [f"beam-{b} sent/s" if b > 1 else "greedy sent/s" for b in args.beams]
     print(markdown_table(["tool", "model", *names], (
-        ["OpenNMT-py 3.5.1", r["model"], *(r[f"beam{b}_sent_s"] for b in args.beams)] for r in rows
+        [r["tool"], r["model"], *(fmt(r, b) for b in args.beams)] for r in rows
     )))  # fmt: skip
+
+
+def fmt(row: dict, beam: int) -> str:
+    """A rate, with the count of invalid runs where there were any."""
+    rate = row[f"beam{beam}_sent_s"]
+    invalid = row.get(f"beam{beam}_invalid_runs")
+    if not invalid:
+        return str(rate)
+    return f"{rate} ({invalid} NaN run{'s' if invalid > 1 else ''} not timed)"
 
 
 if __name__ == "__main__":

@@ -218,13 +218,29 @@ def test_throughput_runs_without_the_datasets_package():
         assert bad.stderr.strip() == "error: --device cuda: no CUDA device is visible to PyTorch"
 
 
-def test_peer_decode_reads_opennmts_time_and_needs_it(tmp_path):
+def test_peer_decode_reads_each_peers_time_and_needs_one(tmp_path):
     peer = runpy.run_path(str(SCRIPTS / "peer_decode.py"))  # its functions, not its main
-    log = "[2026-11-29 11:48:04 INFO] Total translation time (s): 3.4\n[...] Average ..."
-    assert peer["translation_seconds"](log) == 3.4
-    with pytest.raises(UserError, match="did not report its translation time"):
-        peer["translation_seconds"]("PRED SCORE: -6.7976")
+    seconds = peer["reported_seconds"]
+    assert seconds("onmt", "[...] Total translation time (s): 3.4\n[...] Average ...") == 3.4
+    eole = "Step 0 time (s): 0.46\n[...] INFO] Subsequent prediction time including all (s): 2.55"
+    assert seconds("eole", eole) == pytest.approx(3.01)
+    joey = "Generation took 0.1229[sec].\n[...]\nGeneration took 2.3575[sec].\n"
+    assert seconds("joeynmt", joey) == 2.3575  # the last data set: the test set
+    with pytest.raises(UserError, match="eole 0.6.4 did not report its decoding time"):
+        seconds("eole", "Step 0 time (s): 0.46")  # half of it
+    with pytest.raises(UserError, match="OpenNMT-py 3.5.1 did not report its decoding time"):
+        seconds("onmt", "PRED SCORE: -6.7976")
+
+    runs = iter([(1.0, False), (2.0, True), (3.0, False), (4.0, True)])
+    assert peer["timed_runs"](lambda: next(runs), 2) == ([2.0, 4.0], 2)
+    with pytest.raises(UserError, match="5 invalid runs \\(NaN scores\\) for 2 valid ones"):
+        peer["timed_runs"](lambda: (1.0, False), 2)
+
     bad = run_script("peer_decode.py", "--data-dir", tmp_path, "--onmt-python", sys.executable)
     assert bad.returncode == 1 and bad.stderr.strip() == (
         f"error: --onmt-python {sys.executable}: cannot import onmt (install OpenNMT-py 3.5.1)"
+    )
+    none = run_script("peer_decode.py", "--data-dir", tmp_path)
+    assert none.returncode == 1 and none.stderr.strip() == (
+        "error: give at least one of --onmt-python, --eole-python, --joeynmt-python"
     )
