@@ -5,7 +5,6 @@ from omegaconf import DictConfig
 
 from seq2seq.checkpoint import load_models
 from seq2seq.cli import check_number_overrides, run, user_errors
-from seq2seq.evaluate import pick_device
 from seq2seq.score import score_lines
 
 
@@ -13,7 +12,7 @@ from seq2seq.score import score_lines
 def main(cfg: DictConfig) -> None:
     with user_errors():
         check_number_overrides(cfg)
-        loaded = load_models(cfg.ckpt, pick_device(cfg.device, cfg.precision), cfg.precision)
+        loaded = load_models(cfg.ckpt, cfg.device, cfg.precision)
         lines = score_lines(
             loaded.model,
             loaded.tokenizer,

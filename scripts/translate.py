@@ -7,7 +7,7 @@ from omegaconf import DictConfig
 
 from seq2seq.checkpoint import load_models
 from seq2seq.cli import check_number_overrides, run, user_errors
-from seq2seq.evaluate import decode_kwargs, pick_device
+from seq2seq.evaluate import decode_kwargs
 from seq2seq.translate import translate_stream
 
 
@@ -15,7 +15,7 @@ from seq2seq.translate import translate_stream
 def main(cfg: DictConfig) -> None:
     with user_errors():
         check_number_overrides(cfg)
-        loaded = load_models(cfg.ckpt, pick_device(cfg.device, cfg.precision), cfg.precision)
+        loaded = load_models(cfg.ckpt, cfg.device, cfg.precision)
         for line in translate_stream(
             sys.stdin,
             chunk=cfg.chunk,

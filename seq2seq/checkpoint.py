@@ -77,13 +77,21 @@ def same_tokenizer(a: dict, b: dict, side: str | None = None) -> bool:
 PRECISIONS = {"32": torch.float32, "bf16": torch.bfloat16, "int8": torch.float32}
 
 
+def pick_device(device: str | torch.device, precision: str | int = "32") -> str | torch.device:
+    """`auto` -> cuda when available, else cpu; always cpu for `precision=int8` (CPU only)."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() and str(precision) != "int8" else "cpu"
+    return device
+
+
 def load_models(
     paths: str | Path | list, device: str | torch.device = "cpu", precision: str | int = "32"
 ) -> Loaded:
     """One checkpoint, or a list of them loaded as an `Ensemble` (same vocabularies required;
     members trained on the other source direction read a flipped source). `precision` bf16
     casts the weights to bfloat16 for decoding (the softmax stays float32); int8 quantizes the
-    matmuls' weights (`quantize_int8`, CPU only)."""
+    matmuls' weights (`quantize_int8`, CPU only). `device` may be `auto` (`pick_device`)."""
+    device = pick_device(device, precision)
     if str(precision) not in PRECISIONS:
         raise UserError(f"precision={precision}: expected one of {', '.join(PRECISIONS)}")
     dtype = PRECISIONS[str(precision)]

@@ -16,7 +16,7 @@ import torch
 from omegaconf import DictConfig
 
 from seq2seq.checkpoint import load_models
-from seq2seq.evaluate import decode_kwargs, eval_source, pick_device
+from seq2seq.evaluate import decode_kwargs, eval_source
 from seq2seq.models.transformer import RecomputePrefix, TransformerSeq2Seq
 from seq2seq.search import forced_length
 from seq2seq.translate import translate_texts
@@ -36,7 +36,7 @@ def sentences_per_second(
 
 def decode_speed(cfg: DictConfig) -> list[dict]:
     """A row per (beam size, output length): sentences/s per variant (conf/decode_speed.yaml)."""
-    loaded = load_models(cfg.ckpt, pick_device(cfg.device, cfg.precision), cfg.precision)
+    loaded = load_models(cfg.ckpt, cfg.device, cfg.precision)
     texts = [s for s, _ in eval_source(cfg, loaded).pairs(cfg.split)]
     texts = texts[: cfg.limit] if cfg.limit else texts
     alone = texts[: cfg.per_sentence_limit] if cfg.per_sentence_limit else []

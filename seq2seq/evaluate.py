@@ -7,7 +7,6 @@ import logging
 import time
 from pathlib import Path
 
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -25,13 +24,6 @@ from seq2seq.report import bucket_table, plot_buckets, write_nbest
 from seq2seq.translate import translate_nbest
 
 log = logging.getLogger(__name__)
-
-
-def pick_device(device: str, precision: str | int = "32") -> str:
-    """`auto` -> cuda when available, else cpu; always cpu for `precision=int8` (CPU only)."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() and str(precision) != "int8" else "cpu"
-    return device
 
 
 def checkpoint_names(ckpt: object) -> str | list[str]:
@@ -62,7 +54,7 @@ def evaluate(cfg: DictConfig, out_dir: str | Path) -> dict:
     """Translate `cfg.split` and score it; writes into out_dir `<split>.hyp`, `<split>.json`
     and, as configured, `<split>.nbest`, `<split>.buckets.md` and `<split>.png`."""
     out_dir = Path(out_dir)
-    loaded = load_models(cfg.ckpt, pick_device(cfg.device, cfg.precision), cfg.precision)
+    loaded = load_models(cfg.ckpt, cfg.device, cfg.precision)
     source = eval_source(cfg, loaded)
     pairs = source.pairs(cfg.split)
     srcs, refs = [s for s, _ in pairs], [t for _, t in pairs]

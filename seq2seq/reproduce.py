@@ -252,7 +252,6 @@ def rescore_row(
     from sacrebleu import sentence_bleu
 
     from seq2seq.checkpoint import load_models
-    from seq2seq.evaluate import pick_device
     from seq2seq.metrics import corpus_scores, tokenised_bleu
     from seq2seq.score import best_per_source, check_ids, read_nbest, score_nbest
 
@@ -272,7 +271,7 @@ def rescore_row(
     elif row.nbest == "oracle":
         scores = [sentence_bleu(e.hyp, [refs[e.id]]).score for e in entries]
     elif row.nbest == "rescore":
-        loaded = load_models([str(p) for p in ckpts], pick_device(cfg.device))
+        loaded = load_models([str(p) for p in ckpts], cfg.device)
         scores = score_nbest(loaded.model, loaded.tokenizer, loaded.data["reverse_source"], srcs,
                              entries)  # fmt: skip
         weight = 0.5  # an even average with the list's score

@@ -11,11 +11,10 @@ import torch
 from seq2seq import precision
 from seq2seq.benchmark import speed
 from seq2seq.benchmark.speed import native_precisions, speed_benchmark
-from seq2seq.checkpoint import PRECISIONS
+from seq2seq.checkpoint import PRECISIONS, pick_device
 from seq2seq.data.tokenizer import BOS
 from seq2seq.ensemble import Ensemble
 from seq2seq.errors import UserError
-from seq2seq.evaluate import pick_device
 from seq2seq.models.lstm import LSTMSeq2Seq
 from seq2seq.models.transformer import TransformerSeq2Seq
 from seq2seq.precision import (
