@@ -40,7 +40,7 @@ import statistics
 import subprocess
 import tempfile
 from collections.abc import Callable
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 
 from seq2seq.benchmark import markdown_table
@@ -57,7 +57,7 @@ ONMT = {  # the speed issue's sizes, as OpenNMT-py options
           "layers": 3, "hidden_size": 256, "word_vec_size": 256, "transformer_ff": 1024,
           "heads": 4, "dropout": [0.1], "share_decoder_embeddings": True},
 }  # fmt: skip
-EOLE = {  # the same, as eole's `model` section (its dropout goes in `training`)
+EOLE = {  # the same, as eole's `model` section (its dropout, ONMT's, goes in `training`)
     "A": {"architecture": "rnn", "rnn_type": "LSTM", "layers": 2, "hidden_size": 256,
           "input_feed": 0, "embeddings": {"word_vec_size": 256},
           "decoder": {"global_attention": None}},
@@ -66,7 +66,6 @@ EOLE = {  # the same, as eole's `model` section (its dropout goes in `training`)
           "add_qkvbias": True, "add_ffnbias": True,
           "embeddings": {"word_vec_size": 256, "position_encoding": True}},
 }  # fmt: skip
-DROPOUT = {"A": 0.3, "B": 0.1}
 
 
 def joey_model(name: str) -> dict:
@@ -97,7 +96,7 @@ main()
 # (prediction.py), so a model that emits EOS early stops early. Its decoding runs with the
 # option passed, and so does the same work as the other tools.
 JOEY_RUN = f"""import sys
-from functools import partial
+from functools import cached_property, partial
 import joeynmt.prediction
 joeynmt.prediction.search = partial(joeynmt.prediction.search, min_output_length={LENGTH})
 from joeynmt.__main__ import main
@@ -195,13 +194,13 @@ class Peer:
         log = getattr(self, f"_decode_{self.tool}")(name, beam)
         seconds = reported_seconds(self.tool, log)
         lines = self._out(name, beam).read_text().splitlines()
-        if self.tool == "eole" and re.search(r"PRED SCORE: nan", log):
+        if self.tool == "eole" and "PRED SCORE: nan" in log:
             return seconds, False  # its CPU Transformer's NaNs: repeated, not timed
         if len(lines) != self.sentences or any(len(x.split()) != LENGTH for x in lines):
             raise UserError(f"{self._out(name, beam)}: not every output has {LENGTH} tokens")
         return seconds, True
 
-    @property
+    @cached_property
     def sentences(self) -> int:
         return len(self.src.read_text().splitlines())
 
@@ -231,7 +230,7 @@ class Peer:
                       "training": {"model_path": str(self.dir / name / "model"),
                                    "train_steps": 1, "save_checkpoint_steps": 1,
                                    "batch_type": "tokens", "batch_size": 4096, "world_size": 1,
-                                   "gpu_ranks": [], "dropout": [DROPOUT[name]]},
+                                   "gpu_ranks": [], "dropout": ONMT[name]["dropout"]},
                       "model": EOLE[name]}  # fmt: skip
             run(self.flag, self.python, ["-c", EOLE_TRAIN, "train", "-config",
                                          str(self._config(name, config))], "training")  # fmt: skip
@@ -246,16 +245,10 @@ class Peer:
 
     # JoeyNMT
     def _joey_config(self, name: str, beam: int) -> Path:
-        vocab = self.dir / "vocab.txt"  # one piece per line; JoeyNMT adds its specials
-        vocab.write_text("".join(line.split("\t")[0] + "\n" for line in
-                                 self.vocab.read_text().splitlines()))  # fmt: skip
+        vocab, dev = self.dir / "vocab.txt", self.dir / "dev"  # written by _train_joeynmt
         side = {"level": "word", "tokenizer_type": "none", "voc_file": str(vocab),
                 "lowercase": False, "max_length": 200}  # fmt: skip
         prefix = str(self.src.with_suffix(""))
-        dev = self.dir / "dev"  # JoeyNMT's test decodes its dev set too: 10 sentences
-        for lang in ("en", "fr"):
-            lines = Path(f"{prefix}.{lang}").read_text().splitlines(keepends=True)[:10]
-            dev.with_suffix(f".{lang}").write_text("".join(lines))
         config = {
             "name": name, "joeynmt_version": "2.3.0", "model_dir": str(self.dir / name),
             "use_cuda": False,
@@ -276,6 +269,13 @@ class Peer:
         return self._config(f"{name}.beam{beam}", config)
 
     def _train_joeynmt(self, name: str) -> None:
+        # its vocabulary: one piece per line (it adds its specials); its dev set: 10 sentences,
+        # as `test` decodes it too
+        vocab = self.vocab.read_text().splitlines()
+        (self.dir / "vocab.txt").write_text("".join(x.split("\t")[0] + "\n" for x in vocab))
+        for lang in ("en", "fr"):
+            lines = self.src.with_suffix(f".{lang}").read_text().splitlines(keepends=True)
+            (self.dir / f"dev.{lang}").write_text("".join(lines[:10]))
         if not (self.dir / name / "best.ckpt").exists():
             run(self.flag, self.python, ["-m", "joeynmt", "train", str(self._joey_config(name, 1)),
                                          "--skip-test"], "training")  # fmt: skip
