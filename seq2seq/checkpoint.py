@@ -14,6 +14,7 @@ from torch import nn
 from seq2seq.data.tokenizer import Tokenizer, tokenizer_from_state_dict
 from seq2seq.ensemble import Ensemble
 from seq2seq.errors import UserError
+from seq2seq.models.interface import prepare_for_inference
 from seq2seq.precision import quantize_int8, require_int8, warn_if_emulated
 
 
@@ -88,9 +89,10 @@ def load_models(
     paths: str | Path | list, device: str | torch.device = "cpu", precision: str | int = "32"
 ) -> Loaded:
     """One checkpoint, or a list of them loaded as an `Ensemble` (same vocabularies required;
-    members trained on the other source direction read a flipped source). `precision` bf16
-    casts the weights to bfloat16 for decoding (the softmax stays float32); int8 quantizes the
-    matmuls' weights (`quantize_int8`, CPU only). `device` may be `auto` (`pick_device`)."""
+        members trained on the other source direction read a flipped source). `precision` bf16
+        casts the weights to bfloat16 for decoding (the softmax stays float32); int8 quantizes the
+        matmuls' weights (`quantize_int8`, CPU only). The models are for decoding only
+    (`prepare_for_inference`). `device` may be `auto` (`pick_device`)."""
     device = pick_device(device, precision)
     if str(precision) not in PRECISIONS:
         raise UserError(f"precision={precision}: expected one of {', '.join(PRECISIONS)}")
@@ -99,7 +101,7 @@ def load_models(
     if str(precision) == "int8":  # refused on a GPU before anything is read
         require_int8(device)
     loaded = _load(paths, device)
-    loaded.model.to(dtype)
+    prepare_for_inference(loaded.model.to(dtype))
     if str(precision) == "int8":
         loaded.model = quantize_int8(loaded.model, device)
     return loaded

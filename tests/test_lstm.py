@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
@@ -7,8 +9,17 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from seq2seq.data.tokenizer import BOS, PAD
 from seq2seq.loss import token_losses
-from seq2seq.models.interface import Seq2Seq, select
-from seq2seq.models.lstm import NoForgetLSTM, ResidualStack, final_states, recurrence
+from seq2seq.models import lstm as lstm_module
+from seq2seq.models.interface import Seq2Seq, prepare_for_inference, select
+from seq2seq.models.lstm import (
+    InferenceLSTM,
+    NoForgetLSTM,
+    ResidualStack,
+    final_states,
+    lstm_cell,
+    recurrence,
+)
+from seq2seq.search import generate
 from tests.helpers import CONF, random_batch, tiny_lstm
 
 
@@ -55,6 +66,59 @@ def test_step_by_step_decoding_reproduces_teacher_forcing(options):
     for t in range(tgt_in.size(1)):
         logp, state = model.decode_step(tgt_in[:, t], state)
         torch.testing.assert_close(logp, forced[:, t], rtol=1e-5, atol=1e-5)
+
+
+def test_one_sigmoid_cell_is_the_lstm_update():
+    gates, c = torch.randn(5, 4 * 8) * 3, torch.randn(5, 8)
+    i, f, g, o = gates.chunk(4, dim=-1)
+    c_ref = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    h_ref = torch.sigmoid(o) * torch.tanh(c_ref)
+    doubled = torch.cat([i, f, 2 * g, o], dim=-1)  # the g rows doubled, as InferenceLSTM has them
+    h, c_new = lstm_cell(doubled, c)
+    torch.testing.assert_close(c_new, c_ref, rtol=0, atol=1e-6)
+    torch.testing.assert_close(h, h_ref, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("table", [True, False], ids=["table", "embedding_matmul"])
+def test_model_prepared_for_inference_encodes_and_decodes_the_same(table, monkeypatch):
+    if not table:  # a vocabulary too large for the precomputed first-layer table
+        monkeypatch.setattr(lstm_module, "TABLE_BYTES", 0)
+    model = tiny_lstm(layers=3)
+    fast = prepare_for_inference(copy.deepcopy(model))
+    assert isinstance(fast.fast["encoder"], InferenceLSTM)
+    assert isinstance(fast.fast["decoder"].inputs[0], nn.Embedding) is table
+    src, lens = random_batch(lens=(5, 3, 7, 1, 7, 2))  # final_states' segments
+    tgt_in = torch.randint(4, 13, (6, 5), generator=torch.Generator().manual_seed(3))
+    tgt_in[:, 0] = BOS
+    with torch.no_grad():
+        state, fast_state = model.encode(src, lens), fast.encode(src, lens)
+        for t in range(tgt_in.size(1)):
+            for key in ("h", "c"):
+                torch.testing.assert_close(fast_state[key], state[key], rtol=1e-5, atol=1e-5)
+            logp, state = model.decode_step(tgt_in[:, t], state)
+            fast_logp, fast_state = fast.decode_step(tgt_in[:, t], fast_state)
+            torch.testing.assert_close(fast_logp, logp, rtol=1e-5, atol=1e-5)
+        for beam in (1, 3):  # the same translations, with states reordered by beam search
+            for a, b in zip(generate(fast, src, lens, beam), generate(model, src, lens, beam)):
+                assert a.tokens == b.tokens and a.score == pytest.approx(b.score, abs=1e-4)
+
+
+def test_only_float32_lstms_on_a_cpu_are_rebuilt_and_only_for_inference():
+    for options in VARIANTS[1:]:  # residual stacks, GRUs, RNNs, no-forget cells: as trained
+        assert prepare_for_inference(tiny_lstm(**options)).fast is None
+    assert prepare_for_inference(tiny_lstm().to(torch.bfloat16)).fast is None
+    model = tiny_lstm()
+    fast = prepare_for_inference(copy.deepcopy(model))
+    with torch.no_grad():
+        for layer in fast.fast["decoder"].hiddens:
+            layer.weight.zero_()  # the rebuilt decoder now differs from the trained one
+        fast.train()  # training mode (dropout 0 here) runs the trained recurrences
+        src, lens = random_batch()
+        prev = torch.full((4,), BOS)
+        torch.testing.assert_close(
+            fast.decode_step(prev, fast.encode(src, lens))[0],
+            model.decode_step(prev, model.encode(src, lens))[0],
+        )
 
 
 def test_select_reorders_state_rows():

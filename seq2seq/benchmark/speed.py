@@ -25,6 +25,7 @@ import torch
 
 from seq2seq.benchmark import compose_train, in_fresh_process, markdown_table, peak_rss_mb
 from seq2seq.errors import UserError
+from seq2seq.models.interface import prepare_for_inference
 from seq2seq.precision import (
     cpu_has_bf16,
     quantize_int8,
@@ -126,7 +127,7 @@ def decode_child(
     precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
     bf16 = uses_bf16(precision)  # as the training side resolves it
     model = instantiate(model_cfg).eval().to(torch.bfloat16 if bf16 else torch.float32)
-    model = quantize_int8(model) if int8 else model
+    model = quantize_int8(model) if int8 else prepare_for_inference(model)
     texts = [s for s, _ in datamodule.source.pairs(split)]
     common = {"tokenizer": datamodule.tokenizer, "reverse_source": cfg.data.reverse_source,
               **forced_length(length)}  # fmt: skip

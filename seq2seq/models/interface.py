@@ -19,6 +19,11 @@ only the state's `rows`, an ordinary per-hypothesis entry: hypothesis i's cache 
 Optionally a model also has `features(src, src_lens, tgt_in) -> (B, T, H)` and an `out`
 `nn.Linear` with `forward == out(features(...))`: training and scoring then fuse the output
 projection with the loss (`seq2seq.loss.linear_cross_entropy`) instead of building all logits.
+
+And optionally `prepare_for_inference()`, as fairseq's `prepare_for_inference_`: called once
+on a trained model that will only decode from then on (`prepare_for_inference` below; loading a
+checkpoint for decoding and `precision=int8` call it), it may precompute what decoding steps
+need, such as weights laid out for speed. Training after it is not supported.
 """
 
 from __future__ import annotations
@@ -44,6 +49,16 @@ class Seq2Seq(Protocol):
     def decode_step(self, prev: Tensor, state: State) -> tuple[Tensor, State]:
         """One step: (B,) previous tokens -> (B, V) log-probabilities and the next state."""
         ...
+
+
+def prepare_for_inference(model: nn.Module) -> nn.Module:
+    """Call `prepare_for_inference()` of every module of `model` that has one (an ensemble's
+    members too), after its weights are final and cast; returns `model`."""
+    for module in list(model.modules()):  # a list: preparing may add modules
+        prepare = getattr(module, "prepare_for_inference", None)
+        if callable(prepare):
+            prepare()
+    return model
 
 
 def per_sentence(key: str) -> bool:

@@ -80,6 +80,87 @@ class NoForgetLSTM(nn.Module):
 
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 
+# Largest (vocabulary, 4 x hidden) float32 table `InferenceLSTM` precomputes: Multi30k's 8k x
+# 1024 is 32 MiB; the paper's 80k x 4000 (1.3 GB) multiplies instead.
+TABLE_BYTES = 256 * 2**20
+WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")  # nn.LSTM's, per layer
+
+
+def lstm_cell(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+    """The LSTM update from (B, 4H) pre-activations in nn.LSTM's gate order (i, f, g, o), whose
+    g quarter is doubled: tanh(x) = 2 sigmoid(2x) - 1, so one sigmoid covers all four gates
+    (torch's CPU tanh ran ~4x slower than its sigmoid in a quick timing, 85k floats on 2 cores:
+    310 against 75 us). `gates` is overwritten; returns the new (h, c)."""
+    i, f, g, o = gates.sigmoid_().chunk(4, dim=-1)
+    g.mul_(2).sub_(1)  # tanh of the g pre-activation
+    c = torch.addcmul(f * c, i, g)
+    h = torch.sigmoid(2 * c).mul_(2).sub_(1).mul_(o)  # o * tanh(c)
+    return h, c
+
+
+class InferenceLSTM(nn.Module):
+    """A trained stacked `nn.LSTM` and its input embedding, rebuilt for inference on a CPU
+    (`LSTMSeq2Seq.prepare_for_inference`). Called as the `nn.LSTM` on token ids instead of
+    embeddings: (B, T) ids and optional (h, c) -> (B, T, H) outputs and the final (h, c), each
+    (L, B, H). The same function, laid out for speed:
+
+    - The first layer's input projection (both biases included) of every vocabulary entry is
+      precomputed, a (V, 4H) table looked up instead of multiplied (when it fits in
+      `TABLE_BYTES`; else the embedding is multiplied as nn.LSTM does).
+    - Each layer projects its input at all T positions in one matmul; a step multiplies only h.
+    - The g rows of weights and biases are doubled, for `lstm_cell`'s one sigmoid.
+
+    The matmuls are `nn.Linear`s, so `quantize_int8` makes them int8 (the table stays float32).
+    """
+
+    def __init__(self, lstm: nn.LSTM, embed: nn.Embedding) -> None:
+        super().__init__()
+        H, weight = lstm.hidden_size, lstm.weight_hh_l0
+        double = torch.ones(4 * H, 1, dtype=weight.dtype, device=weight.device)
+        double[2 * H : 3 * H] = 2
+        table = embed.num_embeddings * 4 * H * weight.element_size() <= TABLE_BYTES
+        self.inputs, self.hiddens = nn.ModuleList(), nn.ModuleList()  # per layer: x, h -> gates
+        with torch.no_grad():
+            for i in range(lstm.num_layers):
+                w_ih, w_hh, b_ih, b_hh = (getattr(lstm, f"{name}_l{i}") for name in WEIGHTS)
+                w_ih, bias = w_ih * double, (b_ih + b_hh) * double[:, 0]
+                if i == 0 and table:
+                    rows = torch.addmm(bias, embed.weight, w_ih.t())  # (V, 4H)
+                    self.inputs.append(nn.Embedding.from_pretrained(rows))
+                else:
+                    linear = _linear(w_ih, bias)
+                    self.inputs.append(nn.Sequential(embed, linear) if i == 0 else linear)
+                self.hiddens.append(_linear(w_hh * double))
+
+    def forward(
+        self, tokens: Tensor, hx: tuple[Tensor, Tensor] | None = None
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        y, hs, cs = tokens, [], []
+        for i, (inputs, hiddens) in enumerate(zip(self.inputs, self.hiddens)):
+            x = inputs(y)  # (B, T, 4H): the input's share of the gates, every position
+            if hx is None:
+                h = c = x.new_zeros(x.size(0), x.size(2) // 4)
+            else:
+                h, c = hx[0][i], hx[1][i]
+            steps = []
+            for t in range(x.size(1)):
+                h, c = lstm_cell(hiddens(h).add_(x[:, t]), c)
+                steps.append(h)
+            y = torch.stack(steps, 1)
+            hs.append(h)
+            cs.append(c)
+        return y, (torch.stack(hs), torch.stack(cs))
+
+
+def _linear(weight: Tensor, bias: Tensor | None = None) -> nn.Linear:
+    """An `nn.Linear` holding (copies of) `weight` (out, in) and `bias`."""
+    linear = nn.Linear(weight.size(1), weight.size(0), bias=bias is not None,
+                       device=weight.device, dtype=weight.dtype)  # fmt: skip
+    linear.weight.copy_(weight)
+    if bias is not None:
+        linear.bias.copy_(bias)
+    return linear
+
 
 class ResidualStack(nn.Module):
     """Stacked one-layer recurrences with nn.LSTM's call signature, optionally with residual
@@ -120,7 +201,8 @@ def _each(hx: Hidden, fn: Callable[[Tensor], Tensor]) -> Hidden:
 
 def final_states(rnn: nn.Module, x: Tensor, lens: Tensor) -> Hidden:
     """Every layer's final state of each sentence at its own last position, (L, B, H) as
-    nn.LSTM returns it, from right-padded x (B, T, E) and lengths `lens` (B,) on the CPU.
+    nn.LSTM returns it, from right-padded x (B, T, E) (or token ids, (B, T), for an
+    `InferenceLSTM`) and lengths `lens` (B,) on the CPU.
 
     What packing gives, computed so that a CPU runs it fast: the sentences, longest first, go
     through `rnn` in segments of time between consecutive distinct lengths, each segment one
@@ -198,6 +280,7 @@ class LSTMSeq2Seq(nn.Module):
         self.decoder = recurrence(*args)
         self.dropout = Dropout(dropout)
         self.out = nn.Linear(hidden_size, tgt_vocab_size)
+        self.fast: nn.ModuleDict | None = None  # prepare_for_inference
         # §3.4: "We initialized all of the LSTM's parameters with the uniform distribution
         # between -0.08 and 0.08" (embeddings and softmax included).
         for p in self.parameters():
@@ -207,9 +290,11 @@ class LSTMSeq2Seq(nn.Module):
             self.tgt_embed.weight[pad_id].zero_()
 
     def encode(self, src: Tensor, src_lens: Tensor) -> State:
-        x = self.dropout(self.src_embed(src))  # (B, S, E)
         # Each sentence's final state is the one at its own last token, so padding never
         # changes a real sentence's result.
+        if self.fast is not None and not self.training:  # it embeds the ids itself
+            return _state(final_states(self.fast["encoder"], src, src_lens.cpu()))
+        x = self.dropout(self.src_embed(src))  # (B, S, E)
         return _state(final_states(self.encoder, x, src_lens.cpu()))
 
     def _decode(self, tgt_in: Tensor, state: State) -> tuple[Tensor, State]:
@@ -228,7 +313,27 @@ class LSTMSeq2Seq(nn.Module):
     def forward(self, src: Tensor, src_lens: Tensor, tgt_in: Tensor) -> Tensor:
         return self.out(self.features(src, src_lens, tgt_in))  # (B, T, V)
 
+    def prepare_for_inference(self) -> None:
+        """For decoding only, after training (interface.py): float32 `nn.LSTM`s on a CPU are
+        rebuilt as `InferenceLSTM`s, which encoding and decoding steps then run. Elsewhere (a
+        GPU: cuDNN; bf16; other cells) they keep running the trained recurrences."""
+        w = self.decoder.weight_hh_l0 if type(self.decoder) is nn.LSTM else None
+        if (
+            self.fast is None
+            and w is not None
+            and w.dtype == torch.float32
+            and w.device.type == "cpu"
+        ):
+            self.fast = nn.ModuleDict({
+                "encoder": InferenceLSTM(self.encoder, self.src_embed),
+                "decoder": InferenceLSTM(self.decoder, self.tgt_embed),
+            })  # fmt: skip
+
     def decode_step(self, prev: Tensor, state: State) -> tuple[Tensor, State]:
+        if self.fast is not None and not self.training:
+            hx = (state["h"].transpose(0, 1), state["c"].transpose(0, 1))
+            y, final = self.fast["decoder"](prev.unsqueeze(1), hx)
+            return output_log_probs(self.out, y[:, 0]), _state(final)
         y, state = self._decode(prev.unsqueeze(1), state)  # (B, 1, H)
         return output_log_probs(self.out, y.squeeze(1)), state
 
