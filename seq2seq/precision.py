@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from seq2seq.errors import UserError
+from seq2seq.models.interface import prepare_for_inference
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,18 @@ def warn_if_emulated(dtype: torch.dtype, device: str | torch.device) -> None:
 INT8_LAYERS = (nn.Linear, nn.LSTM, nn.GRU)
 
 
+def fuse_linear_relu(model: nn.Module) -> nn.Module:
+    """Fuse every `nn.Linear` directly followed by an `nn.ReLU` in an `nn.Sequential` (a
+    Transformer's feed-forward) into one `LinearReLU`, which int8 runs as one kernel: no
+    separate pass over, and no second copy of, the (tokens, dim_feedforward) activations."""
+    for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
+        pairs = [[str(i), str(i + 1)] for i in range(len(seq) - 1)
+                 if type(seq[i]) is nn.Linear and type(seq[i + 1]) is nn.ReLU]  # fmt: skip
+        if pairs:
+            torch.ao.quantization.fuse_modules(seq, pairs, inplace=True)
+    return model
+
+
 def require_int8(device: str | torch.device) -> Callable[..., nn.Module]:
     """torch's dynamic quantization, or a one-line error where `precision=int8` cannot run."""
     if torch.device(device).type != "cpu":
@@ -89,9 +102,14 @@ def quantize_int8(model: nn.Module, device: str | torch.device = "cpu") -> nn.Mo
     stored in int8 (one scale per tensor), each input is quantized to 8 bits as it arrives, and
     the matmuls run in int8 with int32 sums (fbgemm or oneDNN), returning float32; embeddings,
     norms, attention's own products and the softmax stay float32, and so do other layers
-    (`nn.RNN`). The model is changed in place and returned."""
+    (`nn.RNN`); a Linear followed by a ReLU runs as one kernel (`fuse_linear_relu`). The model
+    is prepared for inference first (`prepare_for_inference`: an LSTM is rebuilt of
+    `nn.Linear`s, which become int8 with the rest). It is changed in place and returned."""
     quantize = require_int8(device)
+    model = prepare_for_inference(model.float().eval())
     with warnings.catch_warnings():  # torch >= 2.10 warns that eager quantization is deprecated
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", UserWarning)
-        return quantize(model.float().eval(), set(INT8_LAYERS), dtype=torch.qint8, inplace=True)
+        fuse_linear_relu(model)
+        layers = {*INT8_LAYERS, torch.ao.nn.intrinsic.LinearReLU}
+        return quantize(model, layers, dtype=torch.qint8, inplace=True)

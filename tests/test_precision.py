@@ -112,6 +112,13 @@ def test_int8_decoding_stays_close_to_fp32(make):
     # Whole translations: README "Speed" (BLEU of trained models), test_checkpoint.py
 
 
+def test_int8_runs_a_feed_forward_linear_and_its_relu_as_one_layer():
+    modules = list(quantize_int8(transformer()).modules())
+    fused = torch.ao.nn.intrinsic.quantized.dynamic.LinearReLU
+    assert sum(isinstance(m, fused) for m in modules) == 4  # one per layer, 2 + 2
+    assert not any(isinstance(m, torch.nn.ReLU) for m in modules)
+
+
 def test_int8_needs_torchs_dynamic_quantization(monkeypatch):
     monkeypatch.delattr(torch.ao.quantization, "quantize_dynamic")  # a torch without it
     with pytest.raises(UserError, match=r"^precision=int8: this torch \(.*\) has no torch.ao"):

@@ -172,8 +172,12 @@ class Sublayers(nn.Module):
 
 
 def feed_forward(d_model: int, dim_feedforward: int) -> nn.Sequential:
+    """Position-wise FFN (§3.3); the ReLU runs in place on the first layer's fresh output (one
+    (tokens, dim_feedforward) buffer fewer; int8 fuses the two, `fuse_linear_relu`)."""
     return nn.Sequential(
-        nn.Linear(d_model, dim_feedforward), nn.ReLU(), nn.Linear(dim_feedforward, d_model)
+        nn.Linear(d_model, dim_feedforward),
+        nn.ReLU(inplace=True),
+        nn.Linear(dim_feedforward, d_model),
     )
 
 
