@@ -43,7 +43,7 @@ def validation_decode(decode: DictConfig) -> dict:
     """The search options validation BLEU uses: the `decode` group without the output and
     batching options of evaluate/translate (validation batches follow data.valid_max_tokens)."""
     options = OmegaConf.to_container(decode, resolve=True)
-    for key in ("nbest", "max_tokens"):
+    for key in ("nbest", "max_tokens", "inter_threads"):
         options.pop(key, None)
     return options
 
