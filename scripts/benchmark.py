@@ -14,10 +14,11 @@ python scripts/benchmark.py speed --data-dir DIR [--models A B] [--precisions 32
 
 python scripts/benchmark.py decode --data-dir DIR [--models A B] [--max-tokens 4000 8000]
                                    [--beams 1 5 12] [--precisions 32-true [bf16-mixed] [int8]]
-                                   [--repeats 2] [--json FILE]
-    Decoding alone (as in `speed`), one row per model, precision and decoding batch budget
-    (source tokens x beams per batch; default: that of evaluate.py and translate.py), all of
-    them interleaved. int8: the fp32 model with int8 matmul weights (`precision=int8`).
+                                   [--inter-threads auto [1 2]] [--repeats 2] [--json FILE]
+    Decoding alone (as in `speed`), one row per model, precision, decoding batch budget
+    (source tokens x beams per batch; default: that of evaluate.py and translate.py) and
+    number of parts each batch is searched in at once (decode.inter_threads), all of them
+    interleaved. int8: the fp32 model with int8 matmul weights (`precision=int8`).
 
 python scripts/benchmark.py throughput [--experiment sutskever2014] [--device cpu|cuda]
                                        [--precision bf16-mixed] [--batch-size N] [--src-len 30]
@@ -40,6 +41,13 @@ from pathlib import Path
 
 from seq2seq.benchmark.speed import DECODE_PRECISIONS
 from seq2seq.cli import user_errors
+
+
+def threads_option(value: str) -> int | str:
+    """`--inter-threads` values: auto, or a number of parts."""
+    if value == "auto" or (value.isdigit() and int(value) >= 1):
+        return value if value == "auto" else int(value)
+    raise argparse.ArgumentTypeError(f"{value!r}: expected auto or an integer >= 1")
 
 
 def main() -> None:
@@ -82,6 +90,10 @@ def main() -> None:
     decode.add_argument(
         "--precisions", "--precision", nargs="+", choices=DECODE_PRECISIONS, default=["32-true"]
     )
+    decode.add_argument(
+        "--inter-threads", nargs="+", default=["auto"], type=threads_option,
+        help="parts each batch is searched in at once (decode.inter_threads): auto or N",
+    )  # fmt: skip
     decode.add_argument("--repeats", type=int, default=2)
     decode.add_argument("--json", type=Path, default=None)
     through = sub.add_parser("throughput", help="an experiment's training speed, random ids")
@@ -120,7 +132,8 @@ def main() -> None:
 
             budgets = args.max_tokens or [MAX_TOKENS]
             rows = decode_benchmark(args.data_dir, args.models, budgets, args.repeats,
-                                    tuple(args.beams), tuple(args.precisions))  # fmt: skip
+                                    tuple(args.beams), tuple(args.precisions),
+                                    inter_threads=tuple(args.inter_threads))  # fmt: skip
         elif args.what == "throughput":
             from seq2seq.benchmark.throughput import markdown, throughput_benchmark
 

@@ -103,17 +103,20 @@ def test_speed_children_on_tiny_data(tmp_path, monkeypatch):
     decoded = decode_child(overrides, "val", length=5, beams=[1, 2])
     assert decoded["beam1_sent_s"] > 0 and decoded["beam2_sent_s"] > 0
     seen = []
-    monkeypatch.setattr(decode_speed, "sentences_per_second",
-                        lambda *a, **kw: seen.append(kw["max_tokens"]) or (1.0, []))  # fmt: skip
-    assert decode_child(overrides, "val", 5, [1, 2], max_tokens=60)["beam2_sent_s"] == 1.0
-    assert seen == [60, 60]  # the batch budget reaches the decoding
+    monkeypatch.setattr(decode_speed, "sentences_per_second", lambda *a, **kw: seen.append(
+        (kw["max_tokens"], kw["inter_threads"])) or (1.0, []))  # fmt: skip
+    decoded = decode_child(overrides, "val", 5, [1, 2], max_tokens=60, inter_threads=1)
+    assert decoded["beam2_sent_s"] == 1.0
+    assert seen == [(60, 1), (60, 1)]  # the batch budget and the parts reach the decoding
     monkeypatch.undo()
     assert decode_child(overrides, "val", 5, [1], int8=True)["beam1_sent_s"] > 0
     assert decode_markdown([{"model": "A", "precision": "32-true", "max_tokens": 4000,
-                             "beam1_sent_s": 3.0, "beam5_sent_s": 1.5, "peak_rss_gb": 1.0}]) == (
-        "| model | precision | max_tokens | greedy sent/s | beam-5 sent/s | peak RSS |\n"
-        "|---|---|---|---|---|---|\n"
-        "| A | 32-true | 4,000 | 3.0 | 1.5 | 1.00 GB |"
+                             "inter_threads": "auto", "beam1_sent_s": 3.0, "beam5_sent_s": 1.5,
+                             "peak_rss_gb": 1.0}]) == (
+        "| model | precision | max_tokens | inter_threads | greedy sent/s | beam-5 sent/s "
+        "| peak RSS |\n"
+        "|---|---|---|---|---|---|---|\n"
+        "| A | 32-true | 4,000 | auto | 3.0 | 1.5 | 1.00 GB |"
     )  # fmt: skip
     row = {"model": "B", "precision": "bf16-mixed", "tok_s": 10, "plain_tok_s": 10,
            "vs_plain": 1.0, "train_mflop_per_token": 1.0, "mfu_fp32_peak": 0.5,
@@ -126,13 +129,14 @@ def test_speed_children_on_tiny_data(tmp_path, monkeypatch):
 def test_decode_benchmark_interleaves_precisions_and_budgets(monkeypatch):
     calls = []
 
-    def child(fn, overrides, split, length, beams, budget, int8):
-        calls.append((overrides[-2], budget, int8))
+    def child(fn, overrides, split, length, beams, budget, int8, threads):
+        calls.append((overrides[-2], budget, int8, threads))
         return {"beam1_sent_s": 10.0 * len(calls), "peak_rss_gb": 1.0}
 
     monkeypatch.setattr(speed, "in_fresh_process", child)
     rows = speed.decode_benchmark("DIR", ["A"], [4000, 8000], 2, (1,), ("32-true", "int8"))
-    runs = [("trainer.precision=32-true", b, q) for q in (False, True) for b in (4000, 8000)]
+    runs = [("trainer.precision=32-true", b, q, "auto") for q in (False, True)
+            for b in (4000, 8000)]  # fmt: skip
     assert calls == runs + runs  # every case once, then again
     assert [(r["precision"], r["max_tokens"], r["beam1_sent_s"]) for r in rows] == [
         ("32-true", 4000, 30.0),
@@ -140,6 +144,9 @@ def test_decode_benchmark_interleaves_precisions_and_budgets(monkeypatch):
         ("int8", 4000, 50.0),
         ("int8", 8000, 60.0),
     ]  # medians of 10 and 50, 20 and 60, ...
+    calls.clear()
+    rows = speed.decode_benchmark("DIR", ["A"], [8000], 1, (1,), ("int8",), inter_threads=(1, 2))
+    assert [c[-1] for c in calls] == [r["inter_threads"] for r in rows] == [1, 2]
     with pytest.raises(UserError, match="^--precisions int4: expected 32-true, bf16-mixed, int8$"):
         speed.decode_benchmark("DIR", ["A"], [4000], precisions=("int4",))
 

@@ -109,7 +109,7 @@ def train_child(overrides: list[str], loop: str, steps: int, warmup: int) -> dic
 
 def decode_child(
     overrides: list[str], split: str, length: int, beams: list[int], max_tokens: int = MAX_TOKENS,
-    int8: bool = False,
+    int8: bool = False, inter_threads: int | str = "auto",
 ) -> dict:  # fmt: skip
     """In a fresh process: sentences/s of a (randomly initialised) model, outputs forced to
     `length` tokens, for each beam size (median of 2), in decoding batches of `max_tokens`
@@ -135,7 +135,8 @@ def decode_child(
     with torch.inference_mode():
         for beam in beams:
             rate, _ = sentences_per_second(2, model, [texts], beam_size=beam,
-                                           max_tokens=max_tokens, **common)  # fmt: skip
+                                           max_tokens=max_tokens, inter_threads=inter_threads,
+                                           **common)  # fmt: skip
             out[f"beam{beam}_sent_s"] = rate
     out["peak_rss_gb"] = _peak_rss_gb()
     return out
@@ -194,32 +195,34 @@ def decode_benchmark(
     data_dir: str, models: list[str], budgets: list[int], repeats: int = 2,
     beams: tuple[int, ...] = (1, 5, 12), precisions: tuple[str, ...] = ("32-true",),
     split: str = "test_2016_flickr", cache_dir: str | None = None,
+    inter_threads: tuple[int | str, ...] = ("auto",),
 ) -> list[dict]:  # fmt: skip
-    """Decoding alone, one row per (model, precision, batch budget `max_tokens`): medians of
-    `repeats` fresh processes, interleaved (every precision and budget once, then again), so
-    that a machine's drift does not favour one of them. `int8` is the fp32 model with int8
-    matmul weights."""
+    """Decoding alone, one row per (model, precision, batch budget `max_tokens`, number of
+    parts a batch is searched in at once, `inter_threads`): medians of `repeats` fresh
+    processes, interleaved (every case once, then again), so that a machine's drift does not
+    favour one of them. `int8` is the fp32 model with int8 matmul weights."""
     for precision in precisions:
         if precision not in DECODE_PRECISIONS:
             raise UserError(f"--precisions {precision}: expected {', '.join(DECODE_PRECISIONS)}")
     refuse_emulated([p for p in precisions if p != "int8"])
     rows = []
     for name in models:
-        cases = [(p, b) for p in precisions for b in budgets]
-        runs: dict[tuple[str, int], list[dict]] = {case: [] for case in cases}
+        cases = [(p, b, t) for p in precisions for b in budgets for t in inter_threads]
+        runs: dict[tuple, list[dict]] = {case: [] for case in cases}
         for _ in range(repeats):
-            for precision, budget in cases:
+            for precision, budget, threads in cases:
                 trained = "32-true" if precision == "int8" else precision
                 overrides = model_overrides(name, data_dir, trained, cache_dir)
                 run = in_fresh_process(decode_child, overrides, split, 20, list(beams), budget,
-                                       precision == "int8")  # fmt: skip
-                runs[precision, budget].append(run)
-        for (precision, budget), case_runs in runs.items():
+                                       precision == "int8", threads)  # fmt: skip
+                runs[precision, budget, threads].append(run)
+        for (precision, budget, threads), case_runs in runs.items():
             rates = {k: round(statistics.median(r[k] for r in case_runs), 1)
                      for k in case_runs[0] if k.endswith("sent_s")}  # fmt: skip
             peak = max(r["peak_rss_gb"] for r in case_runs)
-            rows.append({"model": name, "precision": precision, "max_tokens": budget, **rates,
-                         "peak_rss_gb": round(peak, 2), "runs": case_runs})  # fmt: skip
+            rows.append({"model": name, "precision": precision, "max_tokens": budget,
+                         "inter_threads": threads, **rates, "peak_rss_gb": round(peak, 2),
+                         "runs": case_runs})  # fmt: skip
             print(json.dumps({k: v for k, v in rows[-1].items() if k != "runs"}), flush=True)
     return rows
 
@@ -228,10 +231,11 @@ def decode_markdown(rows: list[dict]) -> str:
     beams = [k for k in rows[0] if k.endswith("_sent_s")] if rows else []
     names = ["greedy" if k == "beam1_sent_s" else "beam-" + k[4:].removesuffix("_sent_s")
              for k in beams]  # fmt: skip
-    header = ["model", "precision", "max_tokens", *(f"{n} sent/s" for n in names), "peak RSS"]
+    header = ["model", "precision", "max_tokens", "inter_threads",
+              *(f"{n} sent/s" for n in names), "peak RSS"]  # fmt: skip
     return markdown_table(header, (
-        [r["model"], r["precision"], f"{r['max_tokens']:,}", *(r[k] for k in beams),
-         f"{r['peak_rss_gb']:.2f} GB"] for r in rows
+        [r["model"], r["precision"], f"{r['max_tokens']:,}", r.get("inter_threads", "auto"),
+         *(r[k] for k in beams), f"{r['peak_rss_gb']:.2f} GB"] for r in rows
     ))  # fmt: skip
 
 
