@@ -89,10 +89,10 @@ def load_models(
     paths: str | Path | list, device: str | torch.device = "cpu", precision: str | int = "32"
 ) -> Loaded:
     """One checkpoint, or a list of them loaded as an `Ensemble` (same vocabularies required;
-        members trained on the other source direction read a flipped source). `precision` bf16
-        casts the weights to bfloat16 for decoding (the softmax stays float32); int8 quantizes the
-        matmuls' weights (`quantize_int8`, CPU only). The models are for decoding only
-    (`prepare_for_inference`). `device` may be `auto` (`pick_device`)."""
+    members trained on the other source direction read a flipped source), for decoding only
+    (`prepare_for_inference`). `precision` bf16 casts the weights to bfloat16 for decoding (the
+    softmax stays float32); int8 quantizes the matmuls' weights (`quantize_int8`, CPU only).
+    `device` may be `auto` (`pick_device`)."""
     device = pick_device(device, precision)
     if str(precision) not in PRECISIONS:
         raise UserError(f"precision={precision}: expected one of {', '.join(PRECISIONS)}")

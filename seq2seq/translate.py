@@ -40,6 +40,7 @@ def parts_for(inter_threads: int | str, device: torch.device) -> int:
 
 
 def inference(search: Callable[[Tensor, Tensor], list], src: Tensor, src_lens: Tensor) -> list:
+    """`search(src, src_lens)` under inference mode, in a worker thread of `concurrently`."""
     with torch.inference_mode():  # thread-local: a worker thread does not inherit it
         return search(src, src_lens)
 

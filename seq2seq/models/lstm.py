@@ -317,13 +317,9 @@ class LSTMSeq2Seq(nn.Module):
         """For decoding only, after training (interface.py): float32 `nn.LSTM`s on a CPU are
         rebuilt as `InferenceLSTM`s, which encoding and decoding steps then run. Elsewhere (a
         GPU: cuDNN; bf16; other cells) they keep running the trained recurrences."""
-        w = self.decoder.weight_hh_l0 if type(self.decoder) is nn.LSTM else None
-        if (
-            self.fast is None
-            and w is not None
-            and w.dtype == torch.float32
-            and w.device.type == "cpu"
-        ):
+        w = self.decoder.weight_hh_l0 if type(self.decoder) is nn.LSTM else None  # as encoder
+        cpu_fp32 = w is not None and w.dtype == torch.float32 and w.device.type == "cpu"
+        if self.fast is None and cpu_fp32:
             self.fast = nn.ModuleDict({
                 "encoder": InferenceLSTM(self.encoder, self.src_embed),
                 "decoder": InferenceLSTM(self.decoder, self.tgt_embed),
