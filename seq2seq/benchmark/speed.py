@@ -234,7 +234,7 @@ def decode_markdown(rows: list[dict]) -> str:
     header = ["model", "precision", "max_tokens", "inter_threads",
               *(f"{n} sent/s" for n in names), "peak RSS"]  # fmt: skip
     return markdown_table(header, (
-        [r["model"], r["precision"], f"{r['max_tokens']:,}", r.get("inter_threads", "auto"),
+        [r["model"], r["precision"], f"{r['max_tokens']:,}", r["inter_threads"],
          *(r[k] for k in beams), f"{r['peak_rss_gb']:.2f} GB"] for r in rows
     ))  # fmt: skip
 
