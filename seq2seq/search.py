@@ -89,6 +89,29 @@ def top_candidates(logp: Tensor, scores: Tensor, k: int, block: int = 64) -> tup
     return top, flat.gather(1, where)
 
 
+def best_tokens(logp: Tensor, block: int = 128) -> tuple[Tensor, Tensor]:
+    """Each row's largest log-probability and its token, as `logp.max(-1)` (up to ties).
+
+    On a CPU, torch's `max` with indices is not vectorised: for 150 x 8192 log-probs on one
+    thread it took 3.1 ms, `top_candidates(logp, zeros, 1)` 0.9, and this 0.33. The maximum lies
+    in the block (of `block` tokens) whose maximum is highest, so only that block is searched.
+    """
+    n, V = logp.shape
+    nb = V // block
+    if logp.device.type != "cpu" or nb < 2:
+        return logp.max(-1)
+    maxima = logp[:, : nb * block].unflatten(1, (nb, block)).amax(-1)  # (n, nb)
+    cols = maxima.argmax(-1, keepdim=True) * block + torch.arange(block, device=logp.device)
+    best, where = logp.gather(1, cols).max(-1)
+    token = cols.gather(1, where.unsqueeze(1)).squeeze(1)
+    if nb * block < V:  # the last, partial block
+        tail_best, tail_where = logp[:, nb * block :].max(-1)
+        better = tail_best > best
+        best = torch.where(better, tail_best, best)
+        token = torch.where(better, tail_where + nb * block, token)
+    return best, token
+
+
 def length_normalise(logprob: float, length: int, length_penalty: str, alpha: float) -> float:
     """A hypothesis's score from its log-probability and its length (EOS included)."""
     if length_penalty == "none":
@@ -123,8 +146,7 @@ def greedy_search(
     for t in range(int(limit.max())):
         logp, state = model.decode_step(prev, state)
         logp = _mask_specials(logp.float(), limit - 1 == t, t + 1 >= min_len)
-        best, prev = top_candidates(logp, logp.new_zeros(B, 1), 1)
-        best, prev = best.squeeze(1), prev.squeeze(1)  # (B,)
+        best, prev = best_tokens(logp)  # (B,)
         logprob += best.masked_fill(done, 0.0)
         prev = prev.masked_fill(done, PAD)
         steps.append(prev)

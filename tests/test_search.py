@@ -8,6 +8,7 @@ from seq2seq.data.tokenizer import BOS, EOS, PAD
 from seq2seq.models.interface import output_log_probs
 from seq2seq.search import (
     beam_search,
+    best_tokens,
     generate,
     greedy_search,
     length_normalise,
@@ -127,6 +128,20 @@ def test_top_candidates_equal_topk_over_all_beams(V, K, k):
     values, index = top_candidates(logp, scores, k)
     assert torch.equal(values, ref_values)
     assert torch.equal(index, ref_index)
+
+
+@pytest.mark.parametrize("V", [1280, 1300, 200])  # whole blocks, a partial last block, too few
+def test_best_tokens_equal_max(V):
+    g = torch.Generator().manual_seed(V)
+    logp = torch.randperm(6 * V, generator=g).float().view(6, V) / -100.0  # no ties
+    logp[:, PAD] = float("-inf")
+    logp[1, -1] = 1.0  # the maximum in the last position (a partial block for V=1300)
+    logp[2] = float("-inf")  # a forced step: only EOS is allowed
+    logp[2, EOS] = -0.5
+    values, tokens = best_tokens(logp)
+    ref_values, ref_tokens = logp.max(-1)
+    assert torch.equal(values, ref_values) and torch.equal(tokens, ref_tokens)
+    assert tokens[1] == V - 1 and tokens[2] == EOS
 
 
 def test_top_candidates_keep_every_finite_candidate_when_few_exist():
