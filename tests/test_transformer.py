@@ -11,6 +11,7 @@ from seq2seq.models.transformer import (
     TransformerSeq2Seq,
     attend,
     plain_attention,
+    sinusoids,
 )
 from seq2seq.search import beam_search, greedy_search
 from tests.helpers import random_batch
@@ -249,3 +250,20 @@ def test_attention_dropout_drops_weights_only_when_asked():
     dropped = attend(q, k, v, dropout=0.5)
     assert not torch.equal(dropped, torch.ones_like(q))  # weights 0 or 2/4, not all 1/4
     assert torch.equal(attend(q, k, v), torch.ones_like(q))
+
+
+def test_sinusoids_are_the_papers_and_serve_training_after_decoding():
+    """§3.5: PE(pos, 2i) = sin(pos / 10000^(2i/d)), PE(pos, 2i+1) = cos(same), for any window of
+    positions (rows of a cached table), also after a table was built under inference mode."""
+    d = 6
+    with torch.inference_mode():
+        sinusoids(100, 1, d)  # builds the cached table for these positions in inference mode
+    pe = sinusoids(98, 5, d)
+    for row, pos in enumerate(range(98, 103)):
+        for i in range(d // 2):
+            angle = pos / 10000 ** (2 * i / d)
+            assert pe[row, 2 * i].item() == pytest.approx(math.sin(angle), abs=1e-5)
+            assert pe[row, 2 * i + 1].item() == pytest.approx(math.cos(angle), abs=1e-5)
+    x = torch.randn(5, d, requires_grad=True)
+    (x * pe).sum().backward()  # an inference tensor could not be saved for backward
+    assert torch.equal(x.grad, pe)
