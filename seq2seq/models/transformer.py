@@ -32,9 +32,13 @@ from seq2seq.models.interface import State, extend, hypotheses_per_sentence, out
 
 
 def sinusoids(start: int, length: int, d_model: int, device: torch.device | None = None) -> Tensor:
-    """(length, d_model) positional encodings for positions start.. (§3.5, sin/cos interleaved),
-    rows of a table computed once per size (a power of two), width and device: a decoding step
-    needs one row."""
+    """(length, d_model) positional encodings for positions start.. (§3.5, sin/cos interleaved).
+
+    Rows of a table computed once per size (a power of two), width and device, since a decoding
+    step needs one row; under torch.compile they are computed in the graph instead.
+    """
+    if torch.compiler.is_compiling():
+        return _sinusoids(start, length, d_model, device)
     size = max(64, 1 << (start + length - 1).bit_length())
     return _position_table(size, d_model, torch.device(device or "cpu"))[start : start + length]
 
@@ -42,15 +46,19 @@ def sinusoids(start: int, length: int, d_model: int, device: torch.device | None
 @functools.lru_cache(maxsize=16)
 def _position_table(size: int, d_model: int, device: torch.device) -> Tensor:
     with torch.inference_mode(False), torch.no_grad():  # usable by training after decoding
-        pos = torch.arange(size, device=device, dtype=torch.float32).unsqueeze(1)
-        freq = torch.exp(
-            torch.arange(0, d_model, 2, device=device, dtype=torch.float32)
-            * (-math.log(10000.0) / d_model)
-        )  # (D/2,)
-        pe = torch.zeros(size, d_model, device=device)
-        pe[:, 0::2] = torch.sin(pos * freq)
-        pe[:, 1::2] = torch.cos(pos * freq[: d_model // 2])
-        return pe
+        return _sinusoids(0, size, d_model, device)
+
+
+def _sinusoids(start: int, length: int, d_model: int, device: torch.device | None) -> Tensor:
+    pos = torch.arange(start, start + length, device=device, dtype=torch.float32).unsqueeze(1)
+    freq = torch.exp(
+        torch.arange(0, d_model, 2, device=device, dtype=torch.float32)
+        * (-math.log(10000.0) / d_model)
+    )  # (D/2,)
+    pe = torch.zeros(length, d_model, device=device)
+    pe[:, 0::2] = torch.sin(pos * freq)
+    pe[:, 1::2] = torch.cos(pos * freq[: d_model // 2])
+    return pe
 
 
 SHORT_QUERY = 16  # query positions up to which a CPU decoding step skips the fused kernel
