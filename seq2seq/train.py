@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
+import threading
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -71,12 +74,32 @@ def periodic_checkpoints(cfg: DictConfig, run_dir: Path) -> list[ModelCheckpoint
 
 class SaveOnSigterm(pl.Callback):
     """SLURM sends SIGTERM before pre-empting a job: finish the batch, write `last.ckpt`
-    (Lightning then stops the run); the resubmitted job continues with `resume=auto`."""
+    (Lightning then stops the run); the resubmitted job continues with `resume=auto`.
+
+    Lightning's handler marks the run as stopping whenever the signal arrives, and its loop
+    stops at the end of the batch. A signal arriving after this callback's `on_train_batch_end`
+    but before that check (while the other callbacks write their checkpoints) would stop the
+    run with no `last.ckpt` of its own. So the signal is held until the next batch's end,
+    then handed to Lightning's handler."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.lightning: Callable[..., Any] | None = None
+        self.held: tuple[int, Any] | None = None
+
+    def on_train_start(self, trainer: pl.Trainer, *args: object) -> None:
+        handler = signal.getsignal(signal.SIGTERM)  # Lightning's, registered before this hook
+        if callable(handler) and threading.current_thread() is threading.main_thread():
+            self.lightning = handler
+            signal.signal(signal.SIGTERM, self.hold)
+
+    def hold(self, signum: int, frame: Any) -> None:
+        self.held = (signum, frame)
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
+        if self.held is not None and self.lightning is not None:
+            self.lightning(*self.held)  # now the loop stops after this batch
+            self.held = None
         if trainer.received_sigterm:
             trainer.save_checkpoint(self.path)
             log.warning("SIGTERM: saved %s; rerun with resume=auto to continue", self.path)

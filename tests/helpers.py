@@ -5,6 +5,7 @@ import io
 import logging
 import os
 import runpy
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,6 +144,18 @@ class RecordExamples(pl.Callback):
 
     def on_train_end(self, trainer, module):
         torch.save(module.state_dict(), self.directory / f"weights_rank{trainer.global_rank}.pt")
+
+
+class SigtermAfterBatch(pl.Callback):
+    """Sends this process SIGTERM at the end of training step `step`, after the callbacks
+    listed before it (train.py's SaveOnSigterm among them) have handled that batch's end."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGTERM)
 
 
 def recorded(directory: Path, stage: str, rank: int) -> list[int]:

@@ -345,6 +345,21 @@ def test_sigterm_saves_a_checkpoint_to_resume_from(uninterrupted, tmp_path):
     same_weights(uninterrupted, torch.load(stopped / "last.ckpt", weights_only=True))
 
 
+def test_sigterm_after_the_batch_was_handled_saves_at_the_next(uninterrupted, tmp_path):
+    """A SIGTERM arriving after SaveOnSigterm has handled a batch's end (here sent by the next
+    callback, at step 40, before the periodic checkpoint is written) is held to the next
+    batch's end: `last.ckpt` is written there, and resuming from it ends as the uninterrupted
+    run does. Lightning's own handler stopped such a run with no `last.ckpt` of its own."""
+    stopped = tmp_path / "late"
+    kill = "{_target_: tests.helpers.SigtermAfterBatch, step: 40}"
+    run("train.py", *RESUMABLE, f"hydra.run.dir={stopped}", f"+callbacks.kill={kill}",
+        process=True)  # fmt: skip
+    assert torch.load(stopped / "last.ckpt", weights_only=True)["global_step"] == 41
+    assert not (stopped / "checkpoints" / "step=00000050.ckpt").exists()
+    run("train.py", *RESUMABLE, f"hydra.run.dir={stopped}", "resume=auto")
+    same_weights(uninterrupted, torch.load(stopped / "last.ckpt", weights_only=True))
+
+
 def test_ddp_on_two_cpu_processes(tmp_path):
     """A real 2-process DDP run (gloo) through the entry point: each rank trains on and
     validates its own shard of the length-bucketed batches, validation BLEU is over the whole
