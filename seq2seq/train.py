@@ -97,7 +97,7 @@ class SaveOnSigterm(pl.Callback):
         self.held = (signum, frame)
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
-        if self.held is not None and self.lightning is not None:
+        if self.held is not None:  # set only by `hold`, installed with `self.lightning`
             self.lightning(*self.held)  # now the loop stops after this batch
             self.held = None
         if trainer.received_sigterm:

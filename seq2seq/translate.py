@@ -49,9 +49,10 @@ def inference(search: Callable[[Tensor, Tensor], list], src: Tensor, src_lens: T
 def concurrently(parts: int) -> Iterator[Callable[..., list]]:
     """`run(search, src, src_lens)`: `search` on `parts` consecutive slices of a batch's sentences
     at once, in threads that share torch's intra-op threads (restored on exit); the results in
-    order. A sentence's translation does not depend on its batch, so this is the batch's
-    search, faster on a CPU: each op runs on fewer threads, with less to synchronise, while
-    the other part's Python and small ops fill the gaps (README "Speed")."""
+    order. A sentence's translation does not depend on its batch (with int8 weights, up to the
+    per-batch scale of the quantized inputs), so this is the batch's search, faster on a CPU:
+    each op runs on fewer threads, with less to synchronise, while the other part's Python and
+    small ops fill the gaps (README "Speed")."""
     threads = torch.get_num_threads()
     if parts == 1:
         yield lambda search, src, src_lens: search(src, src_lens)
