@@ -303,19 +303,20 @@ def uninterrupted(tmp_path_factory):
     return torch.load(full / "last.ckpt", weights_only=True)
 
 
-def start_and_stop(run_dir, at_step, sig):
-    """Start training into run_dir and send `sig` once checkpoint `at_step` exists."""
-    command = [sys.executable, str(ROOT / "scripts" / "train.py"), *RESUMABLE]
+def start_and_stop(run_dir, at_step, sig, args=RESUMABLE):
+    """Start training into run_dir and send `sig` once checkpoint `at_step` exists, to the run's
+    process group (as SLURM signals a job's tasks: under DDP every rank); its exit status."""
+    command = [sys.executable, str(ROOT / "scripts" / "train.py"), *args]
     proc = subprocess.Popen([*command, f"hydra.run.dir={run_dir}"], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # fmt: skip
     target = run_dir / "checkpoints" / f"step={at_step:08d}.ckpt"
     deadline = time.time() + 240
-    while not target.exists() and proc.poll() is None and time.time() < deadline:
+    while not target.exists() and time.time() < deadline:
+        assert proc.poll() is None, f"the run ended before step {at_step}"
         time.sleep(0.02)
-    proc.send_signal(sig)
-    proc.wait(timeout=120)
-    assert target.exists() and not (run_dir / "checkpoints" / "step=00000060.ckpt").exists()
-    return target
+    os.killpg(proc.pid, sig)
+    return proc.wait(timeout=120)
 
 
 def same_weights(a, b):
@@ -328,21 +329,14 @@ def test_killed_run_resumes_to_the_same_weights(uninterrupted, tmp_path):
     """SIGKILL mid-epoch, corrupt the newest checkpoint, `resume=auto`: the final weights equal
     an uninterrupted run's (same data order mid-epoch, optimizer, schedule, RNG)."""
     killed = tmp_path / "killed"
-    newest = start_and_stop(killed, 50, signal.SIGKILL)  # epoch 2 starts near step 32
+    start_and_stop(killed, 50, signal.SIGKILL)  # epoch 2 starts near step 32
+    assert not (killed / "checkpoints" / "step=00000060.ckpt").exists()
+    newest = killed / "checkpoints" / "step=00000050.ckpt"
     newest.write_bytes(b"truncated")  # the newest checkpoint is unreadable: fall back
     run("train.py", *RESUMABLE, f"hydra.run.dir={killed}", "resume=auto")
     same_weights(uninterrupted, torch.load(killed / "last.ckpt", weights_only=True))
     assert (killed / "logs" / "metrics.csv").is_file()  # the interrupted run's log is kept
     assert (killed / "logs" / "resume1" / "metrics.csv").is_file()
-
-
-def test_sigterm_saves_a_checkpoint_to_resume_from(uninterrupted, tmp_path):
-    stopped = tmp_path / "stopped"
-    start_and_stop(stopped, 40, signal.SIGTERM)
-    at_stop = torch.load(stopped / "last.ckpt", weights_only=True)
-    assert at_stop["global_step"] > 40  # written on SIGTERM, after the periodic one at 40
-    run("train.py", *RESUMABLE, f"hydra.run.dir={stopped}", "resume=auto")
-    same_weights(uninterrupted, torch.load(stopped / "last.ckpt", weights_only=True))
 
 
 def test_sigterm_after_the_batch_was_handled_saves_at_the_next(uninterrupted, tmp_path):
@@ -363,7 +357,8 @@ def test_sigterm_after_the_batch_was_handled_saves_at_the_next(uninterrupted, tm
 def test_ddp_on_two_cpu_processes(tmp_path):
     """A real 2-process DDP run (gloo) through the entry point: each rank trains on and
     validates its own shard of the length-bucketed batches, validation BLEU is over the whole
-    set (gathered), one summary, one checkpoint, holding the weights every rank ended with."""
+    set (gathered), one summary, one checkpoint, holding the weights every rank ended with.
+    Stopped by SIGTERM and resumed, it ends with the same weights."""
     record = tmp_path / "record"
     record.mkdir()
     callback = f"{{_target_: tests.helpers.RecordExamples, directory: {record}}}"
@@ -394,12 +389,15 @@ def test_ddp_on_two_cpu_processes(tmp_path):
         for name, value in weights.items():
             torch.testing.assert_close(value, ckpt["state_dict"][name], rtol=0, atol=0)
 
-    # Resumed mid-epoch from step 6, both ranks continue their own data and dropout RNG: the
-    # final weights are the uninterrupted run's.
-    resumed = tmp_path / "resumed"
-    run("train.py", *args, f"resume='{tmp_path / 'checkpoints' / 'step=00000006.ckpt'}'",
-        f"hydra.run.dir={resumed}", process=True)  # fmt: skip
-    for name, value in torch.load(resumed / "last.ckpt", weights_only=True)["state_dict"].items():
+    # SIGTERM to both ranks (as SLURM signals every task) once step 6 is saved: each writes
+    # last.ckpt at a batch's end and stops. Resumed from it mid-epoch, both ranks continue
+    # their own data and dropout RNG: the final weights are the uninterrupted run's.
+    stopped = tmp_path / "stopped"
+    assert start_and_stop(stopped, 6, signal.SIGTERM, args) == 0
+    at_stop = torch.load(stopped / "last.ckpt", weights_only=True)["global_step"]
+    assert 6 < at_stop < ckpt["global_step"]  # written on SIGTERM, before the end
+    run("train.py", *args, f"hydra.run.dir={stopped}", "resume=auto", process=True)
+    for name, value in torch.load(stopped / "last.ckpt", weights_only=True)["state_dict"].items():
         torch.testing.assert_close(value, ckpt["state_dict"][name], rtol=0, atol=0)
 
     # The logged BLEU is the whole validation set's: the same as decoding it in one process.
