@@ -80,7 +80,11 @@ class SaveOnSigterm(pl.Callback):
     stops at the end of the batch. A signal arriving after this callback's `on_train_batch_end`
     but before that check (while the other callbacks write their checkpoints) would stop the
     run with no `last.ckpt` of its own. So the signal is held until the next batch's end,
-    then handed to Lightning's handler."""
+    then handed to Lightning's handler.
+
+    Under DDP every rank hands it over at the same batch's end, as soon as any rank holds one
+    (one all-reduce of a flag per step): Lightning's handler runs a collective, and ranks that
+    stopped at different batches would wait on each other's mismatched collectives."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -97,8 +101,10 @@ class SaveOnSigterm(pl.Callback):
         self.held = (signum, frame)
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
-        if self.held is not None:  # set only by `hold`, installed with `self.lightning`
-            self.lightning(*self.held)  # now the loop stops after this batch
+        # any rank's signal (`hold` sets it); a bare bool without DDP
+        if trainer.strategy.reduce_boolean_decision(self.held is not None, all=False):
+            if self.lightning is not None:  # now the loop stops after this batch
+                self.lightning(*(self.held or (signal.SIGTERM, None)))
             self.held = None
         if trainer.received_sigterm:
             trainer.save_checkpoint(self.path)

@@ -148,13 +148,14 @@ class RecordExamples(pl.Callback):
 
 class SigtermAfterBatch(pl.Callback):
     """Sends this process SIGTERM at the end of training step `step`, after the callbacks
-    listed before it (train.py's SaveOnSigterm among them) have handled that batch's end."""
+    listed before it (train.py's SaveOnSigterm among them) have handled that batch's end; under
+    DDP only on rank `rank` (None: every rank)."""
 
-    def __init__(self, step: int) -> None:
-        self.step = step
+    def __init__(self, step: int, rank: int | None = None) -> None:
+        self.step, self.rank = step, rank
 
     def on_train_batch_end(self, trainer, *args):
-        if trainer.global_step == self.step:
+        if trainer.global_step == self.step and self.rank in (None, trainer.global_rank):
             os.kill(os.getpid(), signal.SIGTERM)
 
 

@@ -303,20 +303,35 @@ def uninterrupted(tmp_path_factory):
     return torch.load(full / "last.ckpt", weights_only=True)
 
 
-def start_and_stop(run_dir, at_step, sig, args=RESUMABLE):
-    """Start training into run_dir and send `sig` once checkpoint `at_step` exists, to the run's
-    process group (as SLURM signals a job's tasks: under DDP every rank); its exit status."""
+def train_process(run_dir, *args):
+    """`python scripts/train.py` in a process group of its own, as SLURM starts a job's tasks
+    (under DDP, every rank is in it)."""
     command = [sys.executable, str(ROOT / "scripts" / "train.py"), *args]
-    proc = subprocess.Popen([*command, f"hydra.run.dir={run_dir}"], cwd=ROOT,
+    return subprocess.Popen([*command, f"hydra.run.dir={run_dir}"], cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)  # fmt: skip
+
+
+def exit_status(proc, timeout=120):
+    """The process's exit status; a run still going after `timeout` s is killed, and fails."""
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # SIGTERM may be held by a hung run
+        raise AssertionError(f"the run did not end within {timeout} s") from None
+
+
+def start_and_stop(run_dir, at_step, sig):
+    """Start training into run_dir and send `sig` to it once checkpoint `at_step` exists."""
+    proc = train_process(run_dir, *RESUMABLE)
     target = run_dir / "checkpoints" / f"step={at_step:08d}.ckpt"
     deadline = time.time() + 240
     while not target.exists() and time.time() < deadline:
         assert proc.poll() is None, f"the run ended before step {at_step}"
         time.sleep(0.02)
     os.killpg(proc.pid, sig)
-    return proc.wait(timeout=120)
+    exit_status(proc)
 
 
 def same_weights(a, b):
@@ -358,7 +373,7 @@ def test_ddp_on_two_cpu_processes(tmp_path):
     """A real 2-process DDP run (gloo) through the entry point: each rank trains on and
     validates its own shard of the length-bucketed batches, validation BLEU is over the whole
     set (gathered), one summary, one checkpoint, holding the weights every rank ended with.
-    Stopped by SIGTERM and resumed, it ends with the same weights."""
+    Stopped by a SIGTERM to one rank and resumed, it ends with the same weights."""
     record = tmp_path / "record"
     record.mkdir()
     callback = f"{{_target_: tests.helpers.RecordExamples, directory: {record}}}"
@@ -389,13 +404,15 @@ def test_ddp_on_two_cpu_processes(tmp_path):
         for name, value in weights.items():
             torch.testing.assert_close(value, ckpt["state_dict"][name], rtol=0, atol=0)
 
-    # SIGTERM to both ranks (as SLURM signals every task) once step 6 is saved: each writes
-    # last.ckpt at a batch's end and stops. Resumed from it mid-epoch, both ranks continue
-    # their own data and dropout RNG: the final weights are the uninterrupted run's.
+    # SIGTERM to rank 1 alone, after it handled step 6's end: it holds the signal to step 7's
+    # end, where rank 0 learns of it too; both write last.ckpt there and stop (when rank 1 alone
+    # stopped, the ranks waited on each other's mismatched collectives forever). Resumed from
+    # it mid-epoch, both ranks continue their own data and dropout RNG: the final weights are
+    # the uninterrupted run's.
     stopped = tmp_path / "stopped"
-    assert start_and_stop(stopped, 6, signal.SIGTERM, args) == 0
-    at_stop = torch.load(stopped / "last.ckpt", weights_only=True)["global_step"]
-    assert 6 < at_stop < ckpt["global_step"]  # written on SIGTERM, before the end
+    kill = "{_target_: tests.helpers.SigtermAfterBatch, step: 6, rank: 1}"
+    assert exit_status(train_process(stopped, *args, f"+callbacks.kill={kill}")) == 0
+    assert torch.load(stopped / "last.ckpt", weights_only=True)["global_step"] == 7
     run("train.py", *args, f"hydra.run.dir={stopped}", "resume=auto", process=True)
     for name, value in torch.load(stopped / "last.ckpt", weights_only=True)["state_dict"].items():
         torch.testing.assert_close(value, ckpt["state_dict"][name], rtol=0, atol=0)
