@@ -83,7 +83,8 @@ class SaveOnSigterm(pl.Callback):
     then handed to Lightning's handler.
 
     Under DDP every rank hands it over at the same batch's end, as soon as any rank holds one
-    (one all-reduce of a flag per step): Lightning's handler runs a collective, and ranks that
+    (one all-reduce of a flag per step, on GPUs a host sync, as Lightning's own per-step SIGTERM
+    broadcast under DDP already is): Lightning's handler runs a collective, and ranks that
     stopped at different batches would wait on each other's mismatched collectives."""
 
     def __init__(self, path: Path) -> None:

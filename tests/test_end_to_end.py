@@ -330,6 +330,7 @@ def start_and_stop(run_dir, at_step, sig):
     while not target.exists() and time.time() < deadline:
         assert proc.poll() is None, f"the run ended before step {at_step}"
         time.sleep(0.02)
+    assert target.exists(), f"no checkpoint at step {at_step} within 240 s"
     os.killpg(proc.pid, sig)
     exit_status(proc)
 
