@@ -48,7 +48,19 @@ def read_checkpoint(
         ) from None
     if not isinstance(ckpt, dict) or "seq2seq" not in ckpt:
         raise UserError(f"{key}={path}: not a seq2seq checkpoint (no 'seq2seq' entry)")
+    meta = ckpt["seq2seq"] if isinstance(ckpt["seq2seq"], dict) else {}
+    missing = [k for k in ("model", "tokenizer", "data") if k not in meta]
+    missing += [] if isinstance(ckpt.get("state_dict"), dict) else ["state_dict"]
+    if missing:
+        raise UserError(f"{key}={path}: an incomplete seq2seq checkpoint (no {', '.join(missing)})")
     return ckpt
+
+
+def first_line(error: BaseException, width: int = 200) -> str:
+    """An exception's message as one line, for a one-line error (tracebacks name the cause of
+    a model that does not load over several lines)."""
+    text = " ".join(str(error).split())
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loaded:
@@ -56,10 +68,18 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
     path = Path(path).expanduser()
     ckpt = read_checkpoint(path, device)
     meta = ckpt["seq2seq"]
-    model = instantiate(meta["model"])
+    try:
+        model = instantiate(meta["model"])
+    except Exception as e:  # a renamed class or argument: the checkpoint is from another version
+        target = meta["model"].get("_target_") if isinstance(meta["model"], dict) else None
+        raise UserError(f"ckpt={path}: cannot build its model {target} ({first_line(e)})") from None
     prefix = "model."
     state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
-    model.load_state_dict(state)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:  # missing, unexpected or differently shaped weights
+        reason = first_line(e)
+        raise UserError(f"ckpt={path}: its weights do not fit its model ({reason})") from None
     model.to(device).eval()
     return Loaded(
         model=model,
@@ -79,9 +99,17 @@ PRECISIONS = {"32": torch.float32, "bf16": torch.bfloat16, "int8": torch.float32
 
 
 def pick_device(device: str | torch.device, precision: str | int = "32") -> str | torch.device:
-    """`auto` -> cuda when available, else cpu; always cpu for `precision=int8` (CPU only)."""
+    """`auto` -> cuda when available, else cpu; always cpu for `precision=int8` (CPU only).
+    A device torch does not know, or cannot use here, is a one-line error."""
     if device == "auto":
         return "cuda" if torch.cuda.is_available() and str(precision) != "int8" else "cpu"
+    try:
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError, TypeError) as e:  # unknown, or not built/present
+        reason = first_line(e, 120)
+        raise UserError(
+            f"device={device}: not usable here ({reason}); use cpu, cuda or auto"
+        ) from None
     return device
 
 
@@ -131,6 +159,8 @@ def _load(paths: str | Path | list, device: str | torch.device) -> Loaded:
 
 def last_checkpoints(run_dir: str | Path, n: int) -> list[Path]:
     """The `n` latest periodic checkpoints of a run (`checkpoint.keep_last`), oldest first."""
+    if n < 1:
+        raise UserError(f"last={n}: must be at least 1")
     folder = Path(run_dir).expanduser() / "checkpoints"
     found = sorted(folder.glob("step=*.ckpt"))  # zero-padded steps: name order is step order
     if len(found) < n:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from seq2seq.data.batching import BucketBatchSampler, EncodedPairs, collate, encode_sources
-from seq2seq.data.sources import read_lines
+from seq2seq.data.sources import iter_lines, read_lines
 from seq2seq.data.tokenizer import Tokenizer
 from seq2seq.errors import UserError
 from seq2seq.loss import teacher_forced_losses
@@ -59,17 +59,16 @@ def score_pairs(
 def read_nbest(path: str | Path) -> list[NBestEntry]:
     """Entries of a Moses n-best file, in file order."""
     entries = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            fields = [x.strip() for x in line.rstrip("\n").split("|||")]
-            if len(fields) < 4:
-                raise UserError(f"{path}:{n}: expected 'id ||| hypothesis ||| features ||| score'")
-            try:
-                entries.append(NBestEntry(int(fields[0]), fields[1], fields[2], float(fields[3])))
-            except ValueError:
-                raise UserError(
-                    f"{path}:{n}: the id must be an integer and the score a number"
-                ) from None
+    for n, line in enumerate(iter_lines(Path(path)), start=1):  # UTF-8 errors name the line
+        fields = [x.strip() for x in line.split("|||")]
+        if len(fields) < 4:
+            raise UserError(f"{path}:{n}: expected 'id ||| hypothesis ||| features ||| score'")
+        try:
+            entries.append(NBestEntry(int(fields[0]), fields[1], fields[2], float(fields[3])))
+        except ValueError:
+            raise UserError(
+                f"{path}:{n}: the id must be an integer and the score a number"
+            ) from None
     return entries
 
 

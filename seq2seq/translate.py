@@ -90,6 +90,8 @@ def translate_nbest(
     beam = decode.get("beam_size", 1)
     if beam < 1:
         raise UserError(f"decode.beam_size={beam}: must be at least 1")
+    if nbest < 1:
+        raise UserError(f"decode.nbest={nbest}: must be at least 1")
     if nbest > beam:
         raise UserError(f"decode.nbest={nbest} needs decode.beam_size >= {nbest} (is {beam})")
     device = next(model.parameters()).device

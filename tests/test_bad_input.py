@@ -27,8 +27,9 @@ from seq2seq.data.sources import Demo, TextFiles
 from seq2seq.data.tokenizer import TokenizerSpec, tokenizer_key
 from seq2seq.errors import UserError
 from seq2seq.models.lstm import LSTMSeq2Seq
+from seq2seq.score import read_nbest
 from seq2seq.train import CheckpointWriter, resume_from, train
-from seq2seq.translate import translate_texts
+from seq2seq.translate import translate_nbest, translate_texts
 from tests.helpers import CONF, ROOT, tokenizer_for
 
 
@@ -151,6 +152,25 @@ def test_validation_line_over_valid_max_tokens():
     )
 
 
+def test_nbest_below_one():
+    tokenizer = tokenizer_for([("a cat", "un chat")], vocab_size=20, kind="word")
+    model = LSTMSeq2Seq(tokenizer.src_vocab_size, tokenizer.tgt_vocab_size, 1, 8, 8)
+    with pytest.raises(UserError) as e:  # not an empty list per sentence
+        translate_nbest(model, tokenizer, ["a cat"], True, nbest=0, beam_size=2)
+    assert message(e) == "decode.nbest=0: must be at least 1"
+
+
+def test_nbest_file_missing_or_not_utf8(tmp_path):
+    with pytest.raises(UserError) as e:
+        read_nbest(tmp_path / "nope.nbest")
+    assert message(e) == f"{tmp_path / 'nope.nbest'}: file not found"
+    bad = tmp_path / "latin1.nbest"
+    bad.write_bytes("0 ||| caf\u00e9 ||| lm= -1 ||| -1\n".encode("latin-1"))
+    with pytest.raises(UserError) as e:
+        read_nbest(bad)
+    assert message(e).startswith(f"{bad}:1: invalid UTF-8")
+
+
 def test_translate_blank_and_overlong_lines(tmp_path):
     """Blank lines give blank lines in place; a line over decode.max_tokens is decoded alone."""
     pairs = [(f"a cat number {i}", f"un chat {i}") for i in range(50)]
@@ -248,6 +268,16 @@ def test_int8_on_a_gpu(tmp_path):
     assert message(e) == (
         "precision=int8 runs on a CPU only, not on cuda: use device=cpu, or precision=bf16"
     )
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda"])
+def test_unusable_device(tmp_path, device):
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(UserError) as e:  # before the checkpoint is read
+        load_models(tmp_path / "nope.ckpt", device=device)
+    assert re.fullmatch(rf"device={device}: not usable here \(.+\); use cpu, cuda or auto",
+                        message(e))  # fmt: skip
 
 
 def test_missing_checkpoint(tmp_path):

@@ -1,3 +1,4 @@
+import copy
 import subprocess
 import sys
 
@@ -113,6 +114,41 @@ def test_averaging_refuses_different_models(tmp_path):
         average_checkpoints([a, tmp_path / "other.ckpt"])
     with pytest.raises(UserError, match="asked for the last 3 checkpoints"):
         last_checkpoints(tmp_path, 3)
+
+
+def test_checkpoints_that_do_not_load_are_one_line_errors(tmp_path):
+    dm, module, trainer = tiny_setup(300, hidden=16, max_steps=1)
+    trainer.fit(module, datamodule=dm)
+    good = tmp_path / "good.ckpt"
+    trainer.save_checkpoint(good)
+    ckpt = torch.load(good, weights_only=True)
+
+    def error_for(change):
+        bad = tmp_path / "bad.ckpt"
+        torch.save(change(copy.deepcopy(ckpt)), bad)
+        with pytest.raises(UserError) as e:
+            load_checkpoint(bad)
+        return str(e.value).removeprefix(f"ckpt={bad}: ")
+
+    def without(key):
+        return lambda c: {k: v for k, v in c.items() if k != key}
+
+    def resized(c):
+        c["seq2seq"]["model"]["hidden_size"] = 24  # the config no longer fits the weights
+        return c
+
+    def renamed(c):
+        c["seq2seq"]["model"]["_target_"] = "seq2seq.models.lstm.NoSuchModel"
+        return c
+
+    assert error_for(without("state_dict")) == "an incomplete seq2seq checkpoint (no state_dict)"
+    fits = error_for(resized)
+    assert fits.startswith("its weights do not fit its model (Error(s) in loading state_dict")
+    assert "size mismatch" in fits and "\n" not in fits and len(fits) <= 240
+    built = error_for(renamed)
+    assert built.startswith("cannot build its model seq2seq.models.lstm.NoSuchModel (")
+    with pytest.raises(UserError, match=r"^last=0: must be at least 1$"):
+        last_checkpoints(tmp_path, 0)
 
 
 def test_decoding_starts_without_lightning():
