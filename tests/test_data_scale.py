@@ -15,7 +15,7 @@ from seq2seq.checkpoint import load_checkpoint, same_tokenizer
 from seq2seq.data import preprocess
 from seq2seq.data.datamodule import TranslationDataModule, build_datamodule
 from seq2seq.data.preprocess import subsample
-from seq2seq.data.sources import TextFiles, pairs_dataset
+from seq2seq.data.sources import HFDataset, TextFiles, pairs_dataset
 from seq2seq.data.tokenizer import EOS, UNK, tokenizer_from_state_dict
 from seq2seq.data.words import WordTokenizer, count_words
 from seq2seq.errors import UserError
@@ -100,6 +100,39 @@ def test_hub_configs_on_local_files(config, files_key, src, tgt, hub_files, tmp_
     assert dm.valid_refs[0] == first_tgt
     test_split = "test_2016_flickr" if config == "multi30k" else "test"
     assert len(dm.source.pairs(test_split)) == 16
+
+
+def test_both_directions_of_one_dataset_share_no_cache(hub_files, tmp_path):
+    """wmt14_de_en after wmt14_en_de on the same files and cache: its own token ids, not the
+    other direction's (the cache key names the direction)."""
+    for config, tgt in (("wmt14_en_de", "de"), ("wmt14_de_en", "en")):
+        cfg = composed(f"data={config}", *local_overrides(hub_files["de", "en"], tmp_path))
+        dm = build_datamodule(cfg.data)
+        dm.prepare_data()
+        dm.setup("fit")
+        decoded = dm.tokenizer.decode_tgt([list(dm.valid_data[0]["tgt"])])[0]
+        assert decoded[:3] == sentence_pairs(1, 1000)[0][tgt][:3] == dm.valid_refs[0][:3], config
+
+
+def test_local_files_edited_or_globbed_get_a_new_key(tmp_path):
+    a = tmp_path / "a.parquet"
+    a.write_bytes(b"one")
+    globbed = HFDataset("parquet", "en", "fr", data_files={"train": str(tmp_path / "*.parquet")})
+    listed = HFDataset("parquet", "en", "fr", data_files={"train": [str(a)]})
+    before = globbed.key("train"), listed.key("train")
+    a.write_bytes(b"two, longer")
+    assert globbed.key("train") != before[0] and listed.key("train") != before[1]
+    assert HFDataset("parquet", "fr", "en", data_files={"train": [str(a)]}).key("train") != (
+        listed.key("train")
+    )
+
+
+def test_hf_files_that_do_not_exist(tmp_path):
+    source = HFDataset("parquet", "en", "fr", data_files={"train": str(tmp_path / "no.parquet")})
+    with pytest.raises(UserError) as e:
+        source.dataset("train")
+    assert str(e.value).startswith("data.path=parquet: cannot load split 'train': ")
+    assert "\n" not in str(e.value)
 
 
 def test_hub_config_comments_state_source_size_and_licence():

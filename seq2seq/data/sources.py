@@ -9,6 +9,7 @@ it are found again without reading it.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -56,6 +57,17 @@ def file_stamp(path: str | Path) -> list:
     except FileNotFoundError:
         return [str(path), None]
     return [str(path), stat.st_size, stat.st_mtime_ns]
+
+
+def local_stamp(pattern: str | Path) -> list:
+    """The identity of the local files a `data_files` entry or a `data.path` names: every file
+    a path, a glob or a directory (recursively) matches, stamped (`file_stamp`); the pattern as
+    given where nothing local matches (a hub or remote path)."""
+    path = Path(str(pattern)).expanduser()
+    if path.is_dir():
+        return [file_stamp(f) for f in sorted(path.rglob("*")) if f.is_file()]
+    matched = sorted(glob.glob(str(path), recursive=True))
+    return [file_stamp(f) for f in matched if Path(f).is_file()] or [str(pattern)]
 
 
 def _decode(line: bytes, path: Path, number: int, offset: int) -> str:
@@ -275,10 +287,12 @@ class HFDataset:
         return sorted(inverse.get(n, n) for n in names)
 
     def key(self, split: str) -> str:
-        files = {k: file_stamp(v) if Path(str(v)).expanduser().exists() else v
+        """The direction, and every local file's identity (edited files get a new key); a hub
+        dataset is identified by name, config and `revision` (pin one to track its changes)."""
+        files = {k: [local_stamp(p) for p in ([v] if isinstance(v, (str, Path)) else v)]
                  for k, v in (self.data_files or {}).items()}  # fmt: skip
-        return digest("hf", self.path, self.name, self.revision, self.data_dir, files,
-                      self.split_names.get(split, split))  # fmt: skip
+        return digest("hf", local_stamp(self.path), self.name, self.revision, self.data_dir,
+                      files, self.split_names.get(split, split), self.src, self.tgt)  # fmt: skip
 
     def dataset(self, split: str) -> datasets.Dataset:
         import datasets
@@ -293,7 +307,9 @@ class HFDataset:
                 data_dir=self.data_dir,
                 revision=self.revision,
             )
-        except ValueError as e:  # datasets says "Unknown split ..." with the available ones
+        except (ValueError, FileNotFoundError, ConnectionError) as e:
+            # "Unknown split ..." with the available ones; files, a hub name or an offline
+            # cache that are not there (datasets' errors subclass FileNotFoundError)
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise UserError(
                 f"data.path={self.path}: cannot load split {hub_split!r}: {first}"
