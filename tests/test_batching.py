@@ -53,6 +53,17 @@ def test_ranks_get_disjoint_shards_of_equal_length():
     assert len(seen) - len(LENGTHS) <= 30 * (3 * len(shards[0]) - n_batches)  # only wrap-around
 
 
+def test_more_ranks_than_batches_still_give_every_rank_its_batches():
+    """A validation set of 2 batches on 8 GPUs: every rank gets one (a rank with none would
+    leave the others waiting in the end-of-validation gather)."""
+    lengths = [5] * 6
+    shards = [list(BucketBatchSampler(lengths, batch_size=3, shuffle=False, num_replicas=8,
+                                      rank=r)) for r in range(8)]  # fmt: skip
+    assert [len(s) for s in shards] == [1] * 8
+    assert sorted(i for s in shards[:2] for b in s for i in b) == list(range(6))
+    assert shards[2:] == [shards[r % 2] for r in range(2, 8)]
+
+
 def test_ties_order_examples_of_one_length_and_cut_padding():
     rng = np.random.default_rng(2)
     src = rng.integers(1, 40, size=2000)

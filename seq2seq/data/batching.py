@@ -108,7 +108,8 @@ class BucketBatchSampler(Sampler[list[int]]):
         batches = self.batches()
         # Equal batch counts on every rank (DDP steps in lockstep): wrap around to pad.
         per_rank = -(-len(batches) // self.num_replicas)
-        padded = batches + batches[: per_rank * self.num_replicas - len(batches)]
+        extra = per_rank * self.num_replicas - len(batches)  # more than len(batches) with few
+        padded = batches + [batches[i % len(batches)] for i in range(extra)]
         skip, self.skip = self.skip, 0
         return (b.tolist() for b in padded[self.rank :: self.num_replicas][skip:])
 
