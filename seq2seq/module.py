@@ -57,6 +57,7 @@ class TranslationModule(pl.LightningModule):
         self.nonfinite, self.skipped = nonfinite, 0
         self._loss: Tensor | None = None  # the last training loss, read only when it diverged
         self._resume_rng: Tensor | None = None
+        self._resume_cuda_rng: Tensor | None = None
         self.model_config, self.data_config = model_config, data_config
         self.model: nn.Module = compile_features(instantiate(model_config), compile)
         self.tokenizer = tokenizer
@@ -189,7 +190,10 @@ class TranslationModule(pl.LightningModule):
         }
         # The RNG (dropout) of every rank for exact resumption; Lightning saves where the epoch
         # stands. Every rank runs this hook (rank 0 alone writes the file).
-        checkpoint["seq2seq_resume"] = {"torch_rng_per_rank": _gather(torch.get_rng_state())}
+        resume = {"torch_rng_per_rank": _gather(torch.get_rng_state())}
+        if self.device.type == "cuda":  # dropout on a GPU draws from the GPU's own generator
+            resume["cuda_rng_per_rank"] = _gather(torch.cuda.get_rng_state(self.device))
+        checkpoint["seq2seq_resume"] = resume
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         resume = checkpoint.get("seq2seq_resume")
@@ -202,6 +206,8 @@ class TranslationModule(pl.LightningModule):
                             "rank 0's RNG", len(per_rank), self.trainer.world_size)  # fmt: skip
                 rank = 0
             self._resume_rng = per_rank[rank]
+            cuda = resume.get("cuda_rng_per_rank")  # gathered with per_rank: the same ranks
+            self._resume_cuda_rng = cuda[rank] if cuda else None
         # Lightning restores its loop counters, not the data position, and does not call
         # on_train_epoch_start mid-epoch: the datamodule's next sampler continues the epoch.
         progress = checkpoint.get("loops", {}).get("fit_loop", {})
@@ -217,5 +223,8 @@ class TranslationModule(pl.LightningModule):
         if self._resume_rng is not None:
             torch.set_rng_state(self._resume_rng)
             self._resume_rng = None
+        if self._resume_cuda_rng is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(self._resume_cuda_rng, self.device)
+        self._resume_cuda_rng = None
         if getattr(self.trainer.datamodule, "resume_at", None) is not None:
             self.trainer.datamodule.resume_at = None  # the epoch's iterator exists: done

@@ -1,3 +1,5 @@
+import types
+
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -51,3 +53,22 @@ def test_nonfinite_gradient_stops_or_skips():
     trainer.fit(module, datamodule=dm)
     assert module.skipped == 1 and all(torch.isfinite(p).all() for p in module.parameters())
     assert any(not torch.equal(v, before[k]) for k, v in module.state_dict().items())
+
+
+def test_a_gpu_run_saves_and_restores_its_gpu_generator(monkeypatch):
+    """Dropout on a GPU draws from the GPU's generator: a checkpoint carries it per rank and
+    the resumed run sets it back at its first batch (faked here: no GPU in the tests)."""
+    _, module, _ = tiny_setup(50, hidden=8)
+    module._device = torch.device("cuda", 0)  # what `module.device` reports
+    module._trainer = types.SimpleNamespace(global_rank=0, world_size=1, datamodule=None)
+    state, restored = torch.tensor([1, 2, 3], dtype=torch.uint8), []
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device: state.clone())
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda s, device: restored.append((s, device)))
+    checkpoint = {}
+    module.on_save_checkpoint(checkpoint)
+    assert torch.equal(checkpoint["seq2seq_resume"]["cuda_rng_per_rank"][0], state)
+    module.on_load_checkpoint(checkpoint)
+    module.on_train_batch_start({}, 0)
+    module.on_train_batch_start({}, 1)  # once only
+    assert len(restored) == 1 and torch.equal(restored[0][0], state)
+    assert restored[0][1] == torch.device("cuda", 0)
