@@ -51,6 +51,26 @@ def validation_decode(decode: DictConfig) -> dict:
     return options
 
 
+def optimizer_stepped(trainer: pl.Trainer, batch_idx: int) -> bool:
+    """Whether the optimizer stepped at the end of batch `batch_idx` of the epoch. Gradients
+    accumulated over earlier batches (`trainer.accumulate_grad_batches`) are not saved, so a
+    checkpoint written between two steps would resume with them lost."""
+    done = batch_idx + 1
+    return done % trainer.accumulate_grad_batches == 0 or done == trainer.num_training_batches
+
+
+class PeriodicCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint that writes its every-N-steps or every-N-minutes checkpoints only where
+    the optimizer has just stepped (`optimizer_stepped`): the time check alone lands anywhere."""
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any, batch: Any,
+        batch_idx: int,
+    ) -> None:  # fmt: skip
+        if optimizer_stepped(trainer, batch_idx):
+            super().on_train_batch_end(trainer, module, outputs, batch, batch_idx)
+
+
 def periodic_checkpoints(cfg: DictConfig, run_dir: Path) -> list[ModelCheckpoint]:
     """Keep the `keep_last` latest checkpoints, written every N steps or minutes (for averaging)."""
     if not cfg.keep_last:
@@ -59,7 +79,7 @@ def periodic_checkpoints(cfg: DictConfig, run_dir: Path) -> list[ModelCheckpoint
         raise UserError("set checkpoint.every_n_steps or checkpoint.every_minutes, not both")
     minutes = cfg.every_minutes
     return [
-        ModelCheckpoint(
+        PeriodicCheckpoint(
             dirpath=run_dir / "checkpoints",
             filename="step={step:08d}",
             monitor="step",  # the highest steps are the latest: save_top_k keeps the last N
@@ -80,7 +100,8 @@ class SaveOnSigterm(pl.Callback):
     stops at the end of the batch. A signal arriving after this callback's `on_train_batch_end`
     but before that check (while the other callbacks write their checkpoints) would stop the
     run with no `last.ckpt` of its own. So the signal is held until the next batch's end,
-    then handed to Lightning's handler.
+    then handed to Lightning's handler; with gradient accumulation, until the next batch at
+    whose end the optimizer steps (`optimizer_stepped`), so no accumulated gradient is lost.
 
     Under DDP every rank hands it over at the same batch's end, as soon as any rank holds one
     (one all-reduce of a flag per step, on GPUs a host sync, as Lightning's own per-step SIGTERM
@@ -101,13 +122,19 @@ class SaveOnSigterm(pl.Callback):
     def hold(self, signum: int, frame: Any) -> None:
         self.held = (signum, frame)
 
-    def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
-        # any rank's signal (`hold` sets it); a bare bool without DDP
-        if trainer.strategy.reduce_boolean_decision(self.held is not None, all=False):
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any, batch: Any,
+        batch_idx: int,
+    ) -> None:  # fmt: skip
+        # any rank's signal (`hold` sets it; a bare bool without DDP), handed over where the
+        # optimizer has just stepped (the same batch on every rank)
+        if optimizer_stepped(trainer, batch_idx) and trainer.strategy.reduce_boolean_decision(
+            self.held is not None, all=False
+        ):
             if self.lightning is not None:  # now the loop stops after this batch
                 self.lightning(*(self.held or (signal.SIGTERM, None)))
             self.held = None
-        if trainer.received_sigterm:
+        if trainer.received_sigterm:  # also from Lightning's own handler, if it was not replaced
             trainer.save_checkpoint(self.path)
             log.warning("SIGTERM: saved %s; rerun with resume=auto to continue", self.path)
 

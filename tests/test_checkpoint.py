@@ -1,10 +1,13 @@
 import copy
 import subprocess
 import sys
+import types
+from datetime import timedelta
 
 import pytest
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
 
 from seq2seq.checkpoint import (
     average_checkpoints,
@@ -16,6 +19,7 @@ from seq2seq.checkpoint import (
 from seq2seq.data.batching import collate, encode_sources
 from seq2seq.data.tokenizer import EOS
 from seq2seq.errors import UserError
+from seq2seq.train import PeriodicCheckpoint
 from seq2seq.translate import translate_texts
 from tests.helpers import tiny_setup
 
@@ -149,6 +153,18 @@ def test_checkpoints_that_do_not_load_are_one_line_errors(tmp_path):
     assert built.startswith("cannot build its model seq2seq.models.lstm.NoSuchModel (")
     with pytest.raises(UserError, match=r"^last=0: must be at least 1$"):
         last_checkpoints(tmp_path, 0)
+
+
+def test_periodic_checkpoints_only_where_the_optimizer_stepped(monkeypatch):
+    """Accumulating over 2 batches in an epoch of 5: a checkpoint that is due (every N minutes,
+    whatever the batch) is written after batches 2, 4 and 5, never between two steps."""
+    calls = []
+    monkeypatch.setattr(ModelCheckpoint, "on_train_batch_end", lambda *a: calls.append(a[-1]))
+    trainer = types.SimpleNamespace(accumulate_grad_batches=2, num_training_batches=5)
+    periodic = PeriodicCheckpoint(train_time_interval=timedelta(minutes=1))
+    for batch_idx in range(5):
+        periodic.on_train_batch_end(trainer, None, None, None, batch_idx)
+    assert calls == [1, 3, 4]
 
 
 def test_decoding_starts_without_lightning():

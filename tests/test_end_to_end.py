@@ -370,6 +370,26 @@ def test_sigterm_after_the_batch_was_handled_saves_at_the_next(uninterrupted, tm
     same_weights(uninterrupted, torch.load(stopped / "last.ckpt", weights_only=True))
 
 
+def test_sigterm_waits_for_the_accumulated_step(tmp_path):
+    """With gradients accumulated over 2 batches, a SIGTERM's `last.ckpt` is written only where
+    the optimizer has just stepped (it was written at the next batch, mid-accumulation, and the
+    resumed run stepped on half the gradients): resuming ends with the uninterrupted weights."""
+    accumulating = [*RESUMABLE, "trainer.accumulate_grad_batches=2"]
+    full, stopped = tmp_path / "full", tmp_path / "stopped"
+    run("train.py", *accumulating, f"hydra.run.dir={full}")
+    kill = "{_target_: tests.helpers.SigtermAfterBatch, step: 10}"  # at batch 20 (and 21)
+    run("train.py", *accumulating, f"hydra.run.dir={stopped}", f"+callbacks.kill={kill}",
+        process=True)  # fmt: skip
+    last = torch.load(stopped / "last.ckpt", weights_only=True)
+    done = last["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["processed"]
+    assert last["global_step"] == 11 and done == 22  # not batch 21's end
+    run("train.py", *accumulating, f"hydra.run.dir={stopped}", "resume=auto")
+    a, b = (torch.load(d / "last.ckpt", weights_only=True) for d in (full, stopped))
+    assert a["global_step"] == b["global_step"] > 20
+    for k, v in a["state_dict"].items():
+        assert torch.equal(v, b["state_dict"][k]), k
+
+
 def test_ddp_on_two_cpu_processes(tmp_path):
     """A real 2-process DDP run (gloo) through the entry point: each rank trains on and
     validates its own shard of the length-bucketed batches, validation BLEU is over the whole
