@@ -218,8 +218,8 @@ class TranslationModule(pl.LightningModule):
             log.info("resuming epoch %d after its first %d batches", *datamodule.resume_at)
 
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
-        # Restored only now: creating the epoch's data iterator draws from the RNG, which the
-        # uninterrupted run did at the start of the epoch, before the checkpoint.
+        # Restored only now, after the sanity-check validation (which a run never stopped did
+        # not run here); the data loaders draw from generators of their own.
         if self._resume_rng is not None:
             torch.set_rng_state(self._resume_rng)
             self._resume_rng = None

@@ -296,11 +296,23 @@ RESUMABLE = [*(a for a in TINY[:-3] if "dropout" not in a and "num_train" not in
              "checkpoint.every_n_steps=10"]  # fmt: skip
 
 
+EPOCH_END = 32  # RESUMABLE's batches per epoch
+
+
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
+def uninterrupted_dir(tmp_path_factory):
+    """RESUMABLE's run, never stopped; `epoch_end/` also holds its checkpoint at the last batch
+    of the first epoch."""
     full = tmp_path_factory.mktemp("full")
-    run("train.py", *RESUMABLE, f"hydra.run.dir={full}")
-    return torch.load(full / "last.ckpt", weights_only=True)
+    epoch_end = (f"{{_target_: pytorch_lightning.callbacks.ModelCheckpoint, save_top_k: -1, "
+                 f"dirpath: {full / 'epoch_end'}, every_n_train_steps: {EPOCH_END}}}")  # fmt: skip
+    run("train.py", *RESUMABLE, f"hydra.run.dir={full}", f"+callbacks.epoch_end={epoch_end}")
+    return full
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(uninterrupted_dir):
+    return torch.load(uninterrupted_dir / "last.ckpt", weights_only=True)
 
 
 def train_process(run_dir, *args):
@@ -353,6 +365,19 @@ def test_killed_run_resumes_to_the_same_weights(uninterrupted, tmp_path):
     same_weights(uninterrupted, torch.load(killed / "last.ckpt", weights_only=True))
     assert (killed / "logs" / "metrics.csv").is_file()  # the interrupted run's log is kept
     assert (killed / "logs" / "resume1" / "metrics.csv").is_file()
+
+
+def test_resumed_from_an_epochs_last_batch(uninterrupted_dir, uninterrupted, tmp_path):
+    """A checkpoint written at the last batch of an epoch: Lightning goes on with the next epoch
+    without `on_train_epoch_start`. The resumed run shuffles it as that epoch (it replayed the
+    first epoch's order) and draws the same dropout masks (the data loaders' own generators),
+    so it ends with the uninterrupted run's weights."""
+    (ckpt,) = (uninterrupted_dir / "epoch_end").glob(f"*step={EPOCH_END}.ckpt")
+    progress = torch.load(ckpt, weights_only=True)["loops"]["fit_loop"]
+    assert progress["epoch_loop.batch_progress"]["current"]["processed"] == EPOCH_END
+    assert progress["epoch_progress"]["current"]["completed"] == 0  # the epoch had not ended
+    run("train.py", *RESUMABLE, f"hydra.run.dir={tmp_path}", f"resume='{ckpt}'")
+    same_weights(uninterrupted, torch.load(tmp_path / "last.ckpt", weights_only=True))
 
 
 def test_sigterm_after_the_batch_was_handled_saves_at_the_next(uninterrupted, tmp_path):

@@ -10,6 +10,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 import pytorch_lightning as pl
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
@@ -218,8 +219,12 @@ class TranslationDataModule(pl.LightningDataModule):
             num_replicas=trainer.world_size if trainer else 1,
             rank=trainer.global_rank if trainer else 0,
         )
-        if self.resume_at is not None and self.resume_at[1] < len(sampler):
-            sampler.resume(*self.resume_at)  # mid-epoch checkpoint: continue that epoch
+        if self.resume_at is not None:
+            epoch, done = self.resume_at
+            if done < len(sampler):
+                sampler.resume(epoch, done)  # mid-epoch checkpoint: continue that epoch
+            else:  # written at its last batch: Lightning goes on with the next epoch without
+                sampler.set_epoch(epoch + 1)  # on_train_epoch_start, which would reshuffle
         return self._loader(self.train_data, sampler)
 
     def val_dataloader(self) -> DataLoader:
@@ -242,6 +247,10 @@ class TranslationDataModule(pl.LightningDataModule):
             collate_fn=collate,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            # its own generator for the workers' seeds: starting an epoch's (or validation's)
+            # iterator does not draw from the global RNG that dropout draws from, so a run
+            # resumed from any batch draws the same dropout masks as one never stopped
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
 
