@@ -99,18 +99,30 @@ PRECISIONS = {"32": torch.float32, "bf16": torch.bfloat16, "int8": torch.float32
 
 
 def pick_device(device: str | torch.device, precision: str | int = "32") -> str | torch.device:
-    """`auto` -> cuda when available, else cpu; always cpu for `precision=int8` (CPU only).
-    A device torch does not know, or cannot use here, is a one-line error."""
+    """`auto` -> cuda when available, else cpu; always cpu for `precision=int8` (CPU only)."""
     if device == "auto":
         return "cuda" if torch.cuda.is_available() and str(precision) != "int8" else "cpu"
-    try:
-        torch.empty(0, device=device)
-    except (RuntimeError, AssertionError, TypeError) as e:  # unknown, or not built/present
-        reason = first_line(e, 120)
-        raise UserError(
-            f"device={device}: not usable here ({reason}); use cpu, cuda or auto"
-        ) from None
     return device
+
+
+def check_device(device: str | torch.device, precision: str | int) -> None:
+    """One-line errors, before a checkpoint is read, for a device torch does not know, for
+    `precision=int8` off the CPU, and for a device torch cannot use here."""
+
+    def unusable(e: BaseException) -> UserError:
+        reason = first_line(e, 120)
+        return UserError(f"device={device}: not usable here ({reason}); use cpu, cuda or auto")
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as e:  # not a device name
+        raise unusable(e) from None
+    if str(precision) == "int8":
+        require_int8(parsed)
+    try:
+        torch.empty(0, device=parsed)
+    except (RuntimeError, AssertionError) as e:  # torch built without it, or none present
+        raise unusable(e) from None
 
 
 def load_models(
@@ -125,9 +137,8 @@ def load_models(
     if str(precision) not in PRECISIONS:
         raise UserError(f"precision={precision}: expected one of {', '.join(PRECISIONS)}")
     dtype = PRECISIONS[str(precision)]
+    check_device(device, precision)  # int8 on a GPU too: before anything is read
     warn_if_emulated(dtype, device)
-    if str(precision) == "int8":  # refused on a GPU before anything is read
-        require_int8(device)
     loaded = _load(paths, device)
     prepare_for_inference(loaded.model.to(dtype))
     if str(precision) == "int8":
