@@ -162,6 +162,13 @@ def _load(paths: str | Path | list, device: str | torch.device) -> Loaded:
                     f"ckpt={m.path}: its {side} vocabulary differs from {first.path}'s; "
                     "ensemble members must share their vocabularies"
                 )
+    pair = (first.data.get("src"), first.data.get("tgt"))
+    for m in members[1:]:
+        if (m.data.get("src"), m.data.get("tgt")) != pair:
+            raise UserError(
+                f"ckpt={m.path}: translates {m.data.get('src')}->{m.data.get('tgt')}, "
+                f"{first.path} {pair[0]}->{pair[1]}; ensemble members must translate one pair"
+            )
     reverse = first.data["reverse_source"]
     flip = [m.data["reverse_source"] != reverse for m in members]
     model = Ensemble([m.model for m in members], flip).eval()

@@ -154,6 +154,14 @@ def test_checkpoints_that_do_not_load_are_one_line_errors(tmp_path):
     with pytest.raises(UserError, match=r"^last=0: must be at least 1$"):
         last_checkpoints(tmp_path, 0)
 
+    other = tmp_path / "en_de.ckpt"  # the same (joint) vocabulary, another language pair
+    ckpt["seq2seq"]["data"]["tgt"] = "de"
+    torch.save(ckpt, other)
+    with pytest.raises(UserError) as e:
+        load_models([good, other])
+    assert str(e.value) == (f"ckpt={other}: translates en->de, {good} en->fr; ensemble members "
+                            "must translate one pair")  # fmt: skip
+
 
 def test_periodic_checkpoints_only_where_the_optimizer_stepped(monkeypatch):
     """Accumulating over 2 batches in an epoch of 5: a checkpoint that is due (every N minutes,
