@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
@@ -22,7 +23,7 @@ from seq2seq import checkpoint
 from seq2seq.checkpoint import load_models, read_checkpoint, save_checkpoint
 from seq2seq.cli import number_type_errors, one_line
 from seq2seq.data.batching import BucketBatchSampler
-from seq2seq.data.datamodule import TranslationDataModule
+from seq2seq.data.datamodule import TranslationDataModule, length_filter
 from seq2seq.data.sources import Demo, TextFiles
 from seq2seq.data.tokenizer import TokenizerSpec, tokenizer_key
 from seq2seq.errors import UserError
@@ -127,7 +128,10 @@ def test_training_lines_longer_than_max_len(corpus, tmp_path, caplog):
     with pytest.raises(UserError) as e:
         setup(max_len=1)
     assert message(e) == ("data.max_len=1: every one of the 3 train pairs has an empty side or "
-                          "one this long (in tokens); raise data.max_len")  # fmt: skip
+                          "one longer (in tokens); raise data.max_len")  # fmt: skip
+    # a side of exactly max_len tokens with its EOS is kept, one more is dropped
+    keep, dropped = length_filter(np.array([4, 2]), np.array([3, 5]), 5, None)
+    assert keep.tolist() == [0] and dropped == {"empty": 0, "long": 1, "ratio": 0}
 
 
 def test_max_tokens_below_one_sentence():

@@ -59,7 +59,7 @@ def length_filter(
     src_lens: np.ndarray, tgt_lens: np.ndarray, max_len: int | None, max_ratio: float | None
 ) -> tuple[np.ndarray, dict[str, int]]:
     """Rows to keep, and how many were dropped for each reason (in this order): an empty side;
-    a side of `max_len` tokens or more (with its EOS/BOS); a longer/shorter side ratio above
+    a side longer than `max_len` tokens (with its EOS/BOS); a longer/shorter side ratio above
     `max_ratio` (lengths without EOS/BOS)."""
     longer, shorter = np.maximum(src_lens, tgt_lens), np.minimum(src_lens, tgt_lens)
     empty = shorter == 0
@@ -168,7 +168,7 @@ class TranslationDataModule(pl.LightningDataModule):
         if not len(keep):
             raise UserError(
                 f"data.max_len={self.max_len}: every one of the {len(ids)} {self.train_split} "
-                "pairs has an empty side or one this long (in tokens); raise data.max_len"
+                "pairs has an empty side or one longer (in tokens); raise data.max_len"
             )
         log.log(
             logging.WARNING if len(keep) < len(ids) else logging.INFO,  # data left out: say so
