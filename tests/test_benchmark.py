@@ -225,8 +225,8 @@ def test_throughput_runs_without_the_datasets_package():
         assert bad.stderr.strip() == "error: --device cuda: no CUDA device is visible to PyTorch"
 
 
-def test_peer_decode_reads_each_peers_time_and_needs_one(tmp_path):
-    peer = runpy.run_path(str(SCRIPTS / "peer_decode.py"))  # its functions, not its main
+def test_peers_read_each_peers_times_and_need_one(tmp_path):
+    peer = runpy.run_path(str(SCRIPTS / "peers.py"))  # its functions, not its main
     seconds = peer["reported_seconds"]
     assert seconds("onmt", "[...] Total translation time (s): 3.4\n[...] Average ...") == 3.4
     eole = "Step 0 time (s): 0.46\n[...] INFO] Subsequent prediction time including all (s): 2.55"
@@ -238,16 +238,43 @@ def test_peer_decode_reads_each_peers_time_and_needs_one(tmp_path):
     with pytest.raises(UserError, match="OpenNMT-py 3.5.1 did not report its decoding time"):
         seconds("onmt", "PRED SCORE: -6.7976")
 
+    # training: the target rates (the second of source/target) of the windows after the warm-up
+    onmt = "".join(
+        f"[...] Step {step}/   40; acc: 9.4; ppl: 1725.7; xent: 7.5; lr: 0.00200; sents:    2162; "
+        f"bsz: 2796/3482/216; {src}/{tgt} tok/s;     68 sec;\n"
+        for step, src, tgt in ((10, 410, 511), (20, 705, 935), (30, 2929, 3000), (40, 3614, 6000))
+    )
+    rate = peer["reported_train_rate"]
+    assert rate("onmt", onmt, 20) == pytest.approx(4000)  # harmonic mean of 3000 and 6000
+    assert rate("eole", onmt.replace("lr: 0.00200", "aux: 0.000; lr: 2.00e-03"), 30) == 6000
+    joey = "".join(
+        f"Epoch   1, Step:       {s}, Batch Loss:   1.5, Batch Acc: 0.01, Tokens per Sec:     {r}, "
+        "Lr: 0.002\n"
+        for s, r in ((10, 100), (20, 1590))
+    )
+    assert rate("joeynmt", joey, 10) == 1590
+    with pytest.raises(UserError, match="JoeyNMT 2.3.0 did not report its training speed after"):
+        rate("joeynmt", joey, 20)
+    assert peer["peak_rss_gb"]("x\npeers.py: peak RSS 1048576 kB\n") == 1.0
+    if sys.platform == "linux":  # a peer's peak RSS: its process's, polled
+        code = "import time; x = b'1' * (300 << 20); time.sleep(0.5); print('done')"
+        log = peer["run"]("--x-python", sys.executable, ["-c", code], "allocating")
+        assert log.startswith("done\n") and 0.29 < peer["peak_rss_gb"](log) < 0.5
+
     runs = iter([(1.0, False), (2.0, True), (3.0, False), (4.0, True)])
     assert peer["timed_runs"](lambda: next(runs), 2) == ([2.0, 4.0], 2)
     with pytest.raises(UserError, match="5 invalid runs \\(NaN scores\\) for 2 valid ones"):
         peer["timed_runs"](lambda: (1.0, False), 2)
 
-    bad = run_script("peer_decode.py", "--data-dir", tmp_path, "--onmt-python", sys.executable)
-    assert bad.returncode == 1 and bad.stderr.strip() == (
-        f"error: --onmt-python {sys.executable}: cannot import onmt (install OpenNMT-py 3.5.1)"
-    )
-    none = run_script("peer_decode.py", "--data-dir", tmp_path)
-    assert none.returncode == 1 and none.stderr.strip() == (
-        "error: give at least one of --onmt-python, --eole-python, --joeynmt-python"
-    )
+    python = sys.executable
+    for command in ("decode", "train"):
+        bad = run_script("peers.py", command, "--data-dir", tmp_path, "--onmt-python", python)
+        assert bad.returncode == 1 and bad.stderr.strip() == (
+            f"error: --onmt-python {sys.executable}: cannot import onmt (install OpenNMT-py 3.5.1)"
+        )
+        none = run_script("peers.py", command, "--data-dir", tmp_path)
+        assert none.returncode == 1 and none.stderr.strip() == (
+            "error: give at least one of --onmt-python, --eole-python, --joeynmt-python"
+        )
+    with pytest.raises(UserError, match="--warmup 15 --steps 40: the peers log their speed every"):
+        peer["peer_train"](tmp_path, {}, ["A"], 15, 40, 1, tmp_path)

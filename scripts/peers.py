@@ -1,9 +1,12 @@
-"""Decoding speed of the peers (OpenNMT-py, eole, JoeyNMT) on the speed issue's models, on this
-machine.
+"""Training and decoding speed of the peers (OpenNMT-py, eole, JoeyNMT) on the speed issue's
+models, on this machine.
 
-python scripts/peer_decode.py --data-dir DIR [--onmt-python PY] [--eole-python PY]
-                              [--joeynmt-python PY] [--models A B] [--beams 1 5]
-                              [--repeats 2] [--workdir DIR]
+python scripts/peers.py decode --data-dir DIR [--onmt-python PY] [--eole-python PY]
+                               [--joeynmt-python PY] [--models A B] [--beams 1 5]
+                               [--repeats 2] [--workdir DIR]
+python scripts/peers.py train  --data-dir DIR [--onmt-python PY] [--eole-python PY]
+                               [--joeynmt-python PY] [--models A B] [--warmup 20]
+                               [--steps 40] [--repeats 2] [--workdir DIR]
 
 Each PY is the interpreter of an environment with that peer (at least one is needed). The
 peers pin older torch versions; each runs on this project's torch when installed with
@@ -15,13 +18,25 @@ imports:
                     fastapi==0.115.6 starlette==0.41.3 annotated_doc
   JoeyNMT 2.3.0:    joeynmt==2.3.0 importlib_metadata lazy_importer subword_nmt
 
-The script builds the speed benchmark's joint 8k sentencepiece vocabulary (`benchmark.py
-speed`), writes DIR's test_2016_flickr sources and 2,000 training pairs as pieces, trains each
-model one step with each peer (random weights are enough: the outputs are forced to 20 tokens,
-as in the benchmark, and checked) and times its decoding with the same batch budget as ours:
-8,000 source tokens / beams. Prints a markdown table of sentences/s, the median of `--repeats`
-runs, from the time each peer reports for decoding (model loading excluded): OpenNMT-py's and
-eole's `-report_time`, JoeyNMT's "Generation took".
+(spacy with its own dependencies: `pip install spacy`).
+
+Both commands build the speed benchmark's joint 8k sentencepiece vocabulary (`benchmark.py
+speed`) and write DIR's training pairs and test_2016_flickr sources as pieces of it.
+
+`decode` trains each model one step with each peer (random weights are enough: the outputs are
+forced to 20 tokens, as in the benchmark, and checked) and times its decoding with the same
+batch budget as ours: 8,000 source tokens / beams. Prints a markdown table of sentences/s, the
+median of `--repeats` runs, from the time each peer reports for decoding (model loading
+excluded): OpenNMT-py's and eole's `-report_time`, JoeyNMT's "Generation took".
+
+`train` trains each model `--warmup` + `--steps` steps with each peer on all the training pairs,
+as the benchmark trains ours: fp32, batches of 4,096 tokens (as the peer counts them), Adam at
+our learning rate, our dropout, label smoothing (B: 0.1) and gradient clipping (5), each peer's
+other defaults (OpenNMT-py and eole load data with 2 worker processes). Prints the median of
+`--repeats` runs of the target (non-padding) tokens/s after the warm-up, from the rates each
+peer logs every 10 steps (OpenNMT-py's and eole's `tok/s`, JoeyNMT's "Tokens per Sec"; their
+harmonic mean, as the windows have the same number of steps), and each run's peak RSS (of the
+peer's main process, as ours is measured: not its data loading workers; Linux only).
 
 Models (the issue's): A, a 2 x 256 LSTM encoder-decoder without attention; B, a 3 + 3 layer
 Transformer, d_model 256, 4 heads, FFN 1024, one embedding matrix. JoeyNMT cannot build A: its
@@ -38,8 +53,9 @@ import os
 import re
 import statistics
 import subprocess
+import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import cached_property, partial
 from pathlib import Path
 
@@ -109,6 +125,28 @@ EOLE_TIMES = re.compile(
     re.S,
 )
 JOEY_TIME = re.compile(r"Generation took ([0-9.]+)\[sec\]")
+REPORT = 10  # training steps per logged rate
+ONMT_RATE = re.compile(r"Step +(\d+)/ *\d+;.* \d+/(\d+) tok/s;")  # eole's too: source/target
+JOEY_RATE = re.compile(r"Step: +(\d+),.*Tokens per Sec: +(\d+),")
+# runs a peer's command and reports its process's peak RSS (Linux's VmHWM, polled; its data
+# loading workers are not counted, as ours are not)
+PEAK_RSS = """import re, subprocess, sys, time
+peer, peak = subprocess.Popen(sys.argv[1:]), 0
+while peer.poll() is None:
+    try:
+        with open(f"/proc/{peer.pid}/status") as status:
+            peak = max(peak, int(re.search(r"VmHWM:\\s+(\\d+)", status.read()).group(1)))
+    except (OSError, AttributeError):  # not started, exited, or no /proc
+        pass
+    time.sleep(0.1)
+print("peers.py: peak RSS", peak, "kB", file=sys.stderr)
+sys.exit(peer.returncode)
+"""
+PEAK_RSS_LINE = re.compile(r"peers.py: peak RSS (\d+) kB")
+TRAINING = {  # ours (conf/optim, conf/experiment/multi30k_*), as both peers' training options
+    "A": {"optim": "adam", "learning_rate": 0.002, "label_smoothing": 0.0},
+    "B": {"optim": "adam", "learning_rate": 0.001, "label_smoothing": 0.1},
+}
 
 
 def write_pieces(data_dir: Path, workdir: Path) -> None:
@@ -125,22 +163,25 @@ def write_pieces(data_dir: Path, workdir: Path) -> None:
     vocab = [f"{sp.id_to_piece(i)}\t{size - i}\n" for i in range(size)
              if not (sp.is_control(i) or sp.is_unknown(i))]  # fmt: skip
     (workdir / "vocab.txt").write_text("".join(vocab))
-    for split, limit in (("train", 2000), ("test_2016_flickr", None)):
+    for split in ("train", "test_2016_flickr"):
         for lang in ("en", "fr"):
             path = data_dir / f"{split}.{lang}"
             if not path.is_file():
                 raise UserError(f"{path}: no such file")
-            lines = path.read_text(encoding="utf-8").splitlines()[:limit]
+            lines = path.read_text(encoding="utf-8").splitlines()
             pieces = sp.encode(lines, out_type=str)
             (workdir / f"{split}.{lang}").write_text("".join(" ".join(p) + "\n" for p in pieces))
 
 
 def run(flag: str, python: str, args: list[str], what: str) -> str:
-    """Run a peer's command; its output, or a one-line error naming the flag."""
+    """Run a peer's command; its output (ending in its peak RSS), or a one-line error naming
+    the flag."""
     env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}  # their checkpoints pickle
-    done = subprocess.run([python, *args], env=env, capture_output=True, text=True)
+    command = [sys.executable, "-c", PEAK_RSS, python, *args]
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
     if done.returncode:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        lines = [x for x in done.stderr.splitlines() if x.strip() and not PEAK_RSS_LINE.match(x)]
+        last = (lines or ["no output"])[-1]
         raise UserError(f"{flag} {python}: {what} failed: {last}")
     return done.stdout + done.stderr
 
@@ -155,6 +196,21 @@ def reported_seconds(tool: str, log: str) -> float:
     if tool == "joeynmt" and (found := JOEY_TIME.findall(log)):
         return float(found[-1])
     raise UserError(f"{TOOLS[tool][0]} did not report its decoding time")
+
+
+def reported_train_rate(tool: str, log: str, warmup: int) -> float:
+    """Target tokens/s after `warmup` steps: the harmonic mean of the rates the peer logged for
+    the windows after it."""
+    pattern = JOEY_RATE if tool == "joeynmt" else ONMT_RATE
+    rates = [float(rate) for step, rate in pattern.findall(log) if int(step) > warmup]
+    if not rates:
+        raise UserError(f"{TOOLS[tool][0]} did not report its training speed after step {warmup}")
+    return statistics.harmonic_mean(rates)
+
+
+def peak_rss_gb(log: str) -> float:
+    """The peak RSS `run` appended to a log."""
+    return int(PEAK_RSS_LINE.findall(log)[-1]) / 1024**2
 
 
 class Peer:
@@ -186,8 +242,30 @@ class Peer:
         return self.dir / f"{name}.beam{beam}.txt"
 
     def train(self, name: str) -> None:
-        """Train model `name` one step, unless done in this workdir."""
-        getattr(self, f"_train_{self.tool}")(name)
+        """Train model `name` one step, unless done in this workdir (for `decode`)."""
+        if not self._trained(name).exists():
+            getattr(self, f"_train_{self.tool}")(name, 1)
+
+    def train_speed(self, name: str, warmup: int, steps: int) -> tuple[float, float]:
+        """Train model `name` `warmup` + `steps` steps: target tokens/s after the warm-up, and
+        peak RSS in GB."""
+        log = getattr(self, f"_train_{self.tool}")(name, warmup + steps)
+        return reported_train_rate(self.tool, log, warmup), peak_rss_gb(log)
+
+    def _trained(self, name: str) -> Path:
+        """The file that training model `name` one step leaves."""
+        return self.dir / name / {"onmt": "model_step_1.pt", "eole": "model/config.json",
+                                  "joeynmt": "best.ckpt"}[self.tool]  # fmt: skip
+
+    def _model_dir(self, name: str, steps: int) -> Path:
+        """Where the one-step model (for `decode`) or a `train` run's model goes."""
+        return self.dir / (name if steps == 1 else f"{name}.speed")
+
+    def _training(self, name: str, steps: int) -> dict:
+        """OpenNMT-py's and eole's training options."""
+        return {"train_steps": steps, "save_checkpoint_steps": steps, "batch_type": "tokens",
+                "batch_size": 4096, "world_size": 1, "gpu_ranks": [], "max_grad_norm": 5.0,
+                "report_every": min(steps, REPORT), **TRAINING[name]}  # fmt: skip
 
     def decode(self, name: str, beam: int) -> tuple[float, bool]:
         """Decode once: the seconds the peer reports, and whether the run is valid."""
@@ -205,15 +283,12 @@ class Peer:
         return len(self.src.read_text().splitlines())
 
     # OpenNMT-py
-    def _train_onmt(self, name: str) -> None:
-        ckpt = self.dir / name / "model_step_1.pt"
-        if not ckpt.exists():
-            config = {**self._vocab(), "save_data": str(self.dir / name),
-                      "save_model": str(self.dir / name / "model"), "train_steps": 1,
-                      "save_checkpoint_steps": 1, "batch_type": "tokens", "batch_size": 4096,
-                      "world_size": 1, "gpu_ranks": [], **ONMT[name]}  # fmt: skip
-            run(self.flag, self.python, ["-m", "onmt.bin.train", "-config",
-                                         str(self._config(name, config))], "training")  # fmt: skip
+    def _train_onmt(self, name: str, steps: int) -> str:
+        out = self._model_dir(name, steps)
+        config = {**self._vocab(), "save_data": str(out), "save_model": str(out / "model"),
+                  **self._training(name, steps), **ONMT[name]}  # fmt: skip
+        args = ["-m", "onmt.bin.train", "-config", str(self._config(out.name, config))]
+        return run(self.flag, self.python, args, "training")
 
     def _decode_onmt(self, name: str, beam: int) -> str:
         return run(self.flag, self.python, [
@@ -224,16 +299,16 @@ class Peer:
             "-gpu", "-1"], "decoding")  # fmt: skip
 
     # eole
-    def _train_eole(self, name: str) -> None:
-        if not (self.dir / name / "model" / "config.json").exists():
-            config = {**self._vocab(), "save_data": str(self.dir / name), "overwrite": True,
-                      "training": {"model_path": str(self.dir / name / "model"),
-                                   "train_steps": 1, "save_checkpoint_steps": 1,
-                                   "batch_type": "tokens", "batch_size": 4096, "world_size": 1,
-                                   "gpu_ranks": [], "dropout": ONMT[name]["dropout"]},
-                      "model": EOLE[name]}  # fmt: skip
-            run(self.flag, self.python, ["-c", EOLE_TRAIN, "train", "-config",
-                                         str(self._config(name, config))], "training")  # fmt: skip
+    def _train_eole(self, name: str, steps: int) -> str:
+        out = self._model_dir(name, steps)
+        training = self._training(name, steps)
+        config = {**self._vocab(), "save_data": str(out), "overwrite": True,
+                  "report_every": training.pop("report_every"),
+                  "training": {"model_path": str(out / "model"), **training,
+                               "dropout": ONMT[name]["dropout"]},
+                  "model": EOLE[name]}  # fmt: skip
+        args = ["-c", EOLE_TRAIN, "train", "-config", str(self._config(out.name, config))]
+        return run(self.flag, self.python, args, "training")
 
     def _decode_eole(self, name: str, beam: int) -> str:
         return run(self.flag, self.python, [
@@ -244,31 +319,39 @@ class Peer:
             "-report_time"], "decoding")  # fmt: skip
 
     # JoeyNMT
-    def _joey_config(self, name: str, beam: int) -> Path:
+    def _joey_config(self, name: str, beam: int, steps: int = 1) -> Path:
+        """Its config for decoding with `beam` or training `steps` steps (one: a 100-pair
+        subset, validated and saved; more: all pairs, logged every REPORT steps, not
+        validated)."""
         vocab, dev = self.dir / "vocab.txt", self.dir / "dev"  # written by _train_joeynmt
         side = {"level": "word", "tokenizer_type": "none", "voc_file": str(vocab),
                 "lowercase": False, "max_length": 200}  # fmt: skip
         prefix = str(self.src.with_suffix(""))
+        out = self._model_dir(name, steps)
+        training = TRAINING[name]
         config = {
-            "name": name, "joeynmt_version": "2.3.0", "model_dir": str(self.dir / name),
-            "use_cuda": False,
+            "name": name, "joeynmt_version": "2.3.0", "model_dir": str(out), "use_cuda": False,
             "data": {"train": self.data["path_src"][: -len(".en")], "dev": str(dev),
-                     "test": prefix, "dataset_type": "plain", "sample_train_subset": 100,
+                     "test": prefix, "dataset_type": "plain",
+                     "sample_train_subset": 100 if steps == 1 else -1,
                      "src": {"lang": "en", **side},
                      "trg": {"lang": "fr", **side}},
             "testing": {"beam_size": beam, "batch_size": MAX_TOKENS // beam, "batch_type": "token",
                         "min_output_length": LENGTH, "max_output_length": LENGTH,
                         "eval_metrics": ["bleu"]},
-            "training": {"random_seed": 1, "optimizer": "adam", "learning_rate": 2e-4,
+            "training": {"random_seed": 1, "optimizer": "adam",
+                         "learning_rate": training["learning_rate"],
+                         "label_smoothing": training["label_smoothing"], "clip_grad_norm": 5.0,
                          "scheduling": "warmupinversesquareroot", "learning_rate_warmup": 100,
-                         "batch_size": 4096, "batch_type": "token", "epochs": 1,
-                         "validation_freq": 1, "logging_freq": 1, "overwrite": True,
+                         "batch_size": 4096, "batch_type": "token", "epochs": 100,
+                         "updates": steps, "validation_freq": 1 if steps == 1 else steps + REPORT,
+                         "logging_freq": min(steps, REPORT), "overwrite": True,
                          "keep_best_ckpts": 1},
             "model": {"initializer": "xavier_uniform", **joey_model(name)},
         }  # fmt: skip
-        return self._config(f"{name}.beam{beam}", config)
+        return self._config(f"{out.name}.beam{beam}", config)
 
-    def _train_joeynmt(self, name: str) -> None:
+    def _train_joeynmt(self, name: str, steps: int) -> str:
         # its vocabulary: one piece per line (it adds its specials); its dev set: 10 sentences,
         # as `test` decodes it too
         vocab = self.vocab.read_text().splitlines()
@@ -276,9 +359,9 @@ class Peer:
         for lang in ("en", "fr"):
             lines = self.src.with_suffix(f".{lang}").read_text().splitlines(keepends=True)
             (self.dir / f"dev.{lang}").write_text("".join(lines[:10]))
-        if not (self.dir / name / "best.ckpt").exists():
-            run(self.flag, self.python, ["-m", "joeynmt", "train", str(self._joey_config(name, 1)),
-                                         "--skip-test"], "training")  # fmt: skip
+        config = self._joey_config(name, 1, steps)
+        return run(self.flag, self.python, ["-m", "joeynmt", "train", str(config), "--skip-test"],
+                   "training")  # fmt: skip
 
     def _decode_joeynmt(self, name: str, beam: int) -> str:
         prefix = self.dir / f"{name}.beam{beam}"
@@ -310,27 +393,54 @@ def timed_runs(decode: Callable[[], tuple[float, bool]], repeats: int) -> tuple[
     return seconds, invalid
 
 
+def runs(
+    data_dir: Path, pythons: dict[str, str], models: list[str], workdir: Path
+) -> Iterator[tuple[Peer, str, dict]]:
+    """Each peer and model, with its row's first columns, once the pieces are written."""
+    peers = [Peer(tool, python, workdir) for tool, python in pythons.items()]
+    write_pieces(data_dir, workdir)
+    for peer in peers:
+        for name in models:
+            label = "A'" if peer.tool == "joeynmt" and name == "A" else name
+            yield peer, name, {"tool": TOOLS[peer.tool][0], "model": label}
+
+
+def peer_train(
+    data_dir: Path, pythons: dict[str, str], models: list[str], warmup: int, steps: int,
+    repeats: int, workdir: Path,
+) -> list[dict]:  # fmt: skip
+    """One row per (peer, model): target tokens/s after the warm-up (median of `repeats` runs)
+    and the largest peak RSS."""
+    if warmup % REPORT or steps % REPORT or steps < REPORT:
+        raise UserError(f"--warmup {warmup} --steps {steps}: the peers log their speed every "
+                        f"{REPORT} steps; give multiples of {REPORT}")  # fmt: skip
+    rows = []
+    for peer, name, row in runs(data_dir, pythons, models, workdir):
+        measured = [peer.train_speed(name, warmup, steps) for _ in range(repeats)]
+        row["tok_s"] = round(statistics.median(tok_s for tok_s, _ in measured))
+        row["peak_rss_gb"] = round(max(rss for _, rss in measured), 2)
+        row["runs"] = [round(tok_s) for tok_s, _ in measured]
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
 def peer_decode(
     data_dir: Path, pythons: dict[str, str], models: list[str], beams: list[int], repeats: int,
     workdir: Path,
 ) -> list[dict]:  # fmt: skip
     """One row per (peer, model): sentences/s per beam (median of `repeats` valid runs)."""
-    peers = [Peer(tool, python, workdir) for tool, python in pythons.items()]
-    write_pieces(data_dir, workdir)
     rows = []
-    for peer in peers:
-        for name in models:
-            label = "A'" if peer.tool == "joeynmt" and name == "A" else name
-            row: dict = {"tool": TOOLS[peer.tool][0], "model": label}
-            peer.train(name)
-            for beam in beams:
-                seconds, invalid = timed_runs(partial(peer.decode, name, beam), repeats)
-                row[f"beam{beam}_sent_s"] = round(peer.sentences / statistics.median(seconds), 1)
-                row[f"beam{beam}_runs"] = [round(peer.sentences / s, 1) for s in seconds]
-                if invalid:
-                    row[f"beam{beam}_invalid_runs"] = invalid
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+    for peer, name, row in runs(data_dir, pythons, models, workdir):
+        peer.train(name)
+        for beam in beams:
+            seconds, invalid = timed_runs(partial(peer.decode, name, beam), repeats)
+            row[f"beam{beam}_sent_s"] = round(peer.sentences / statistics.median(seconds), 1)
+            row[f"beam{beam}_runs"] = [round(peer.sentences / s, 1) for s in seconds]
+            if invalid:
+                row[f"beam{beam}_invalid_runs"] = invalid
+        rows.append(row)
+        print(json.dumps(row), flush=True)
     return rows
 
 
@@ -338,13 +448,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--data-dir", type=Path, required=True, help="Multi30k text files")
-    for tool, (label, _) in TOOLS.items():
-        parser.add_argument(f"--{tool}-python", help=f"a Python with {label}")
-    parser.add_argument("--models", nargs="+", default=["A", "B"], choices=["A", "B"])
-    parser.add_argument("--beams", type=int, nargs="+", default=[1, 5])
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--workdir", type=Path, default=None, help="default: temporary")
+    commands = parser.add_subparsers(dest="command", required=True)
+    decode, train = commands.add_parser("decode"), commands.add_parser("train")
+    for command in (decode, train):
+        command.add_argument("--data-dir", type=Path, required=True, help="Multi30k text files")
+        for tool, (label, _) in TOOLS.items():
+            command.add_argument(f"--{tool}-python", help=f"a Python with {label}")
+        command.add_argument("--models", nargs="+", default=["A", "B"], choices=["A", "B"])
+        command.add_argument("--repeats", type=int, default=2)
+        command.add_argument("--workdir", type=Path, default=None, help="default: temporary")
+    decode.add_argument("--beams", type=int, nargs="+", default=[1, 5])
+    train.add_argument("--warmup", type=int, default=20, help=f"a multiple of {REPORT}")
+    train.add_argument("--steps", type=int, default=40, help=f"a multiple of {REPORT}")
     args = parser.parse_args()
     pythons = {t: p for t in TOOLS if (p := getattr(args, f"{t}_python")) is not None}
     with user_errors(), tempfile.TemporaryDirectory() as tmp:
@@ -352,7 +467,16 @@ def main() -> None:
             raise UserError("give at least one of --onmt-python, --eole-python, --joeynmt-python")
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        rows = peer_decode(args.data_dir, pythons, args.models, args.beams, args.repeats, workdir)
+        common = (args.data_dir, pythons, args.models)
+        if args.command == "train":
+            rows = peer_train(*common, args.warmup, args.steps, args.repeats, workdir)
+        else:
+            rows = peer_decode(*common, args.beams, args.repeats, workdir)
+    if args.command == "train":
+        print(markdown_table(["tool", "model", "train tok/s", "peak RSS"], (
+            [r["tool"], r["model"], f"{r['tok_s']:,}", f"{r['peak_rss_gb']:.2f} GB"] for r in rows
+        )))  # fmt: skip
+        return
     names = [f"beam-{b} sent/s" if b > 1 else "greedy sent/s" for b in args.beams]
     print(markdown_table(["tool", "model", *names], (
         [r["tool"], r["model"], *(fmt(r, b) for b in args.beams)] for r in rows
