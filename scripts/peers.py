@@ -99,8 +99,9 @@ def joey_model(name: str) -> dict:
 
 
 # eole's training on a CPU fails in its loss for an LSTM decoder without input feeding (a
-# `view` of a non-contiguous output): its training step, which only has to produce random
-# weights here, runs with that `view` made a `reshape`. Decoding is not patched.
+# `view` of a non-contiguous output): its training (one step for `decode`, all of `train`)
+# runs with that `view` made a `reshape` (the same values, and a copy where the view failed).
+# Decoding is not patched.
 EOLE_TRAIN = """import sys
 from eole.utils.loss import LossCompute
 LossCompute._bottle = lambda self, v: v.reshape(-1, v.size(2))

@@ -42,6 +42,26 @@ def test_cached_steps_equal_teacher_forcing(norm_first):
             assert state["past_k0"].shape[2] == t + 1  # the cache grows by one position per step
 
 
+def test_cached_steps_under_bf16_autocast_as_validation_runs_them():
+    # validation decodes under the training precision's autocast: the first step's empty cache
+    # has the memory's float32, the projections give bf16 (this raised in `extend`)
+    model = tiny_transformer()
+    src, lens = random_batch()
+    tgt = torch.randint(4, 13, (len(lens), 5), generator=torch.Generator().manual_seed(1))
+    tgt[:, 0] = BOS
+    with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
+        full = model(src, lens, tgt).float().log_softmax(-1)
+        state = model.encode(src, lens)
+        for t in range(tgt.size(1)):
+            step, state = model.decode_step(tgt[:, t], state)
+            torch.testing.assert_close(step.float(), full[:, t], atol=0.1, rtol=0.05)
+        assert state["past_k0"].dtype == torch.bfloat16 and state["past_k0"].shape[2] == 5
+        greedy = greedy_search(model, src, lens)
+        beams = beam_search(model, src, lens, beam_size=3)
+    assert len(greedy) == len(beams) == len(lens)
+    assert all(h.tokens and math.isfinite(h.score) for h in greedy + [b[0] for b in beams])
+
+
 def test_cache_is_reordered_by_generic_select():
     model = tiny_transformer()
     src, lens = random_batch()

@@ -97,8 +97,12 @@ def select(state: State, rows: Tensor, sentences: Tensor | None = None) -> State
 
 def extend(past: Tensor, rows: Tensor, new: Tensor) -> Tensor:
     """A `lazy` cache's rows `rows` (past: (N, H, t, D)) followed by one new position
-    (new: (R, H, 1, D)), in one copy: the rows are gathered straight into the result."""
+    (new: (R, H, 1, D)), in one copy: the rows are gathered straight into the result. Under
+    autocast the first step's empty cache has the memory's dtype (float32) and `new` the
+    projections' (bf16): the cache takes `new`'s."""
     R, H, t, D = new.size(0), past.size(1), past.size(2), past.size(3)
+    if past.dtype != new.dtype:
+        past = past.to(new.dtype)
     out = new.new_empty(R, H, t + 1, D)
     torch.index_select(past, 0, rows, out=out[:, :, :t])
     out[:, :, t:] = new
