@@ -293,7 +293,7 @@ class Peer:
 
     def _decode_onmt(self, name: str, beam: int) -> str:
         return run(self.flag, self.python, [
-            "-m", "onmt.bin.translate", "-model", str(self.dir / name / "model_step_1.pt"),
+            "-m", "onmt.bin.translate", "-model", str(self._trained(name)),
             "-src", str(self.src), "-output", str(self._out(name, beam)), "-beam_size", str(beam),
             "-min_length", str(LENGTH), "-max_length", str(LENGTH), "-max_length_ratio", "100",
             "-batch_type", "tokens", "-batch_size", str(MAX_TOKENS // beam), "-report_time",
