@@ -119,6 +119,33 @@ def test_int8_runs_a_feed_forward_linear_and_its_relu_as_one_layer():
     assert not any(isinstance(m, torch.nn.ReLU) for m in modules)
 
 
+@pytest.mark.skipif("onednn" not in torch.backends.quantized.supported_engines, reason="no oneDNN")
+def test_int8_packs_wide_layers_for_onednn_on_vnni_cpus_with_the_same_numbers(monkeypatch):
+    model = LSTMSeq2Seq(50, precision.WIDE_INT8 + 10, 2, 32, 32).eval()  # a wide vocabulary
+    src, lens = random_batch(lens=(5, 3, 7, 1))
+    calls, quantize = [], torch.ao.quantization.quantize_dynamic
+
+    def recording(module, spec, **kwargs):
+        calls.append((torch.backends.quantized.engine, sorted(map(str, spec))))
+        return quantize(module, spec, **kwargs)
+
+    monkeypatch.setattr(torch.ao.quantization, "quantize_dynamic", recording)
+    logp, default = {}, torch.backends.quantized.engine
+    for vnni in (False, True):
+        monkeypatch.setattr(torch.cpu, "_is_vnni_supported", lambda v=vnni: v, raising=False)
+        calls.clear()
+        int8 = quantize_int8(copy.deepcopy(model))
+        assert torch.backends.quantized.engine == default  # restored
+        with torch.inference_mode():
+            logp[vnni] = int8.decode_step(torch.full((4,), BOS), int8.encode(src, lens))[0]
+        if vnni:  # the output layer alone first, for oneDNN; the narrow LSTM for the default
+            assert calls[0] == ("onednn", ["out"]) and calls[1][0] == default
+        else:
+            assert [engine for engine, _ in calls] == [default]
+    assert isinstance(int8.out, torch.ao.nn.quantized.dynamic.Linear)
+    torch.testing.assert_close(logp[True], logp[False], atol=1e-5, rtol=0)  # rounding only
+
+
 def test_int8_needs_torchs_dynamic_quantization(monkeypatch):
     monkeypatch.delattr(torch.ao.quantization, "quantize_dynamic")  # a torch without it
     with pytest.raises(UserError, match=r"^precision=int8: this torch \(.*\) has no torch.ao"):
