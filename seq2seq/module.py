@@ -89,6 +89,17 @@ class TranslationModule(pl.LightningModule):
         self._tick = now
         return loss / denom
 
+    def optimizer_zero_grad(
+        self, epoch: int, batch_idx: int, optimizer: torch.optim.Optimizer
+    ) -> None:
+        """On a CPU, gradients are zeroed in place and kept, rather than freed and allocated
+        anew in the middle of the next backward pass (torch's default): there glibc placed
+        them among the step's short-lived activations, whose freed space it could then not
+        reuse whole, and the heap grew over the steps. Speed benchmark, model B in bf16 (README
+        "Speed"): peak RSS 1.69-1.74 GB instead of 1.88-1.90, at the same speed. A GPU's caching
+        allocator has no such trouble, and freeing saves the gradients' memory during forward."""
+        optimizer.zero_grad(set_to_none=self.device.type != "cpu")
+
     def configure_gradient_clipping(
         self,
         optimizer: torch.optim.Optimizer,
