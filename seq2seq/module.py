@@ -95,8 +95,8 @@ class TranslationModule(pl.LightningModule):
         """On a CPU, gradients are zeroed in place and kept, rather than freed and allocated
         anew in the middle of the next backward pass (torch's default): there glibc placed
         them among the step's short-lived activations, whose freed space it could then not
-        reuse whole, and the heap grew over the steps. Speed benchmark, model B in bf16 (README
-        "Speed"): peak RSS 1.69-1.74 GB instead of 1.88-1.90, at the same speed. A GPU's caching
+        reuse whole, and the heap grew over the steps. The speed benchmark's model B in bf16
+        peaked at 1.73 instead of 1.89 GB, at the same speed (docs/speed.md). A GPU's caching
         allocator has no such trouble, and freeing saves the gradients' memory during forward."""
         optimizer.zero_grad(set_to_none=self.device.type != "cpu")
 
