@@ -113,7 +113,7 @@ main()
 # (prediction.py), so a model that emits EOS early stops early. Its decoding runs with the
 # option passed, and so does the same work as the other tools.
 JOEY_RUN = f"""import sys
-from functools import cached_property, partial
+from functools import partial
 import joeynmt.prediction
 joeynmt.prediction.search = partial(joeynmt.prediction.search, min_output_length={LENGTH})
 from joeynmt.__main__ import main
