@@ -44,7 +44,8 @@ row is A', its closest (a bidirectional 2 x 256 LSTM encoder, a decoder with Luo
 and input feeding). Two peers are patched where they fail (see EOLE_TRAIN and JOEY_RUN): eole's
 training of A, and JoeyNMT's minimum output length, which it ignores. eole's Transformer gives
 NaN scores in some runs on a CPU (and then stops after one token): such runs are repeated and
-counted, not timed.
+counted, not timed; a beam size with no valid run in 2 x `--repeats` + 1 tries is reported as
+not timed, and the script goes on.
 """
 
 import argparse
@@ -381,16 +382,15 @@ TOOLS = {  # --NAME-python: (label, module to import)
 
 
 def timed_runs(decode: Callable[[], tuple[float, bool]], repeats: int) -> tuple[list[float], int]:
-    """`repeats` valid runs' seconds and how many runs were invalid (at most 2 x repeats)."""
+    """Up to `repeats` valid runs' seconds and how many runs were invalid: it gives up after
+    2 x repeats + 1 invalid runs, with the valid runs it has (possibly none)."""
     seconds, invalid = [], 0
-    while len(seconds) < repeats:
+    while len(seconds) < repeats and invalid <= 2 * repeats:
         took, valid = decode()
         if valid:
             seconds.append(took)
         else:
             invalid += 1
-            if invalid > 2 * repeats:
-                raise UserError(f"{invalid} invalid runs (NaN scores) for {repeats} valid ones")
     return seconds, invalid
 
 
@@ -436,7 +436,8 @@ def peer_decode(
         peer.train(name)
         for beam in beams:
             seconds, invalid = timed_runs(partial(peer.decode, name, beam), repeats)
-            row[f"beam{beam}_sent_s"] = round(peer.sentences / statistics.median(seconds), 1)
+            rate = peer.sentences / statistics.median(seconds) if seconds else None
+            row[f"beam{beam}_sent_s"] = round(rate, 1) if rate else None  # None: not timed
             row[f"beam{beam}_runs"] = [round(peer.sentences / s, 1) for s in seconds]
             if invalid:
                 row[f"beam{beam}_invalid_runs"] = invalid
@@ -485,12 +486,13 @@ def main() -> None:
 
 
 def fmt(row: dict, beam: int) -> str:
-    """A rate, with the count of invalid runs where there were any."""
+    """A rate, with the count of invalid runs where there were any ("not timed" if all were)."""
     rate = row[f"beam{beam}_sent_s"]
     invalid = row.get(f"beam{beam}_invalid_runs")
     if not invalid:
         return str(rate)
-    return f"{rate} ({invalid} NaN run{'s' if invalid > 1 else ''} not timed)"
+    runs = f"{invalid} NaN run{'s' if invalid > 1 else ''}"
+    return f"{rate} ({runs} not timed)" if rate is not None else f"not timed ({runs})"
 
 
 if __name__ == "__main__":

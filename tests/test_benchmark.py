@@ -265,8 +265,13 @@ def test_peers_read_each_peers_times_and_need_one(tmp_path):
 
     runs = iter([(1.0, False), (2.0, True), (3.0, False), (4.0, True)])
     assert peer["timed_runs"](lambda: next(runs), 2) == ([2.0, 4.0], 2)
-    with pytest.raises(UserError, match="5 invalid runs \\(NaN scores\\) for 2 valid ones"):
-        peer["timed_runs"](lambda: (1.0, False), 2)
+    runs = iter([(1.0, True)] + [(9.0, False)] * 5)  # gives up after 5 invalid runs
+    assert peer["timed_runs"](lambda: next(runs), 2) == ([1.0], 5)
+    assert peer["timed_runs"](lambda: (1.0, False), 2) == ([], 5)
+    fmt = peer["fmt"]
+    assert fmt({"beam5_sent_s": 50.5}, 5) == "50.5"
+    assert fmt({"beam5_sent_s": 50.5, "beam5_invalid_runs": 1}, 5) == "50.5 (1 NaN run not timed)"
+    assert fmt({"beam1_sent_s": None, "beam1_invalid_runs": 5}, 1) == "not timed (5 NaN runs)"
 
     python = sys.executable
     for command in ("decode", "train"):
