@@ -102,6 +102,7 @@ def test_speed_children_on_tiny_data(tmp_path, monkeypatch):
     assert trained["tok_s"] > 0 and trained["flops_per_token"] > 0
     decoded = decode_child(overrides, "val", length=5, beams=[1, 2])
     assert decoded["beam1_sent_s"] > 0 and decoded["beam2_sent_s"] > 0
+    assert decoded["beam2_tok_s"] == pytest.approx(5 * decoded["beam2_sent_s"])  # 5 tokens each
     seen = []
     monkeypatch.setattr(decode_speed, "sentences_per_second", lambda *a, **kw: seen.append(
         (kw["max_tokens"], kw["inter_threads"])) or (1.0, []))  # fmt: skip
@@ -131,7 +132,7 @@ def test_decode_benchmark_interleaves_precisions_and_budgets(monkeypatch):
 
     def child(fn, overrides, split, length, beams, budget, int8, threads):
         calls.append((overrides[-2], budget, int8, threads))
-        return {"beam1_sent_s": 10.0 * len(calls), "peak_rss_gb": 1.0}
+        return {"beam1_sent_s": 10.0 * len(calls), "beam1_tok_s": 200.0, "peak_rss_gb": 1.0}
 
     monkeypatch.setattr(speed, "in_fresh_process", child)
     rows = speed.decode_benchmark("DIR", ["A"], [4000, 8000], 2, (1,), ("32-true", "int8"))
@@ -144,6 +145,7 @@ def test_decode_benchmark_interleaves_precisions_and_budgets(monkeypatch):
         ("int8", 4000, 50.0),
         ("int8", 8000, 60.0),
     ]  # medians of 10 and 50, 20 and 60, ...
+    assert {r["beam1_tok_s"] for r in rows} == {200.0}
     calls.clear()
     rows = speed.decode_benchmark("DIR", ["A"], [8000], 1, (1,), ("int8",), inter_threads=(1, 2))
     assert [c[-1] for c in calls] == [r["inter_threads"] for r in rows] == [1, 2]

@@ -9,7 +9,8 @@ measures, each in a fresh process (peak RSS is per process):
   `scripts/train.py` runs) and through a plain PyTorch loop on the same batches;
 - model FLOPs utilisation: matmul FLOPs per target token, counted from the architecture
   (`train_flops_per_target_token`), times tokens/s, over the measured matmul peak;
-- decoding sentences/s, greedy and beam 5 / 12, every output forced to exactly 20 tokens.
+- decoding sentences/s, greedy and beam 5 / 12, every output forced to exactly 20 tokens (and
+  output tokens/s, 20 a sentence, in the JSON).
 
 `decode_benchmark` measures decoding alone, for several decoding batch budgets and weight
 precisions side by side (`int8`: the fp32 model with int8 matmul weights, `precision=int8`).
@@ -40,6 +41,7 @@ MODELS = {
           "data.batch_size=null", "data.max_tokens=4096"],
     "B": ["experiment=multi30k_transformer"],
 }  # fmt: skip
+RATES = ("_sent_s", "_tok_s")  # a decoding child's rates, per beam size
 
 
 def matmul_peak(device: str = "cpu", dtype: torch.dtype = torch.float32, n: int = 2048) -> float:
@@ -112,7 +114,8 @@ def decode_child(
     int8: bool = False, inter_threads: int | str = "auto",
 ) -> dict:  # fmt: skip
     """In a fresh process: sentences/s of a (randomly initialised) model, outputs forced to
-    `length` tokens, for each beam size (median of 2), in decoding batches of `max_tokens`
+    `length` tokens, for each beam size (median of 2), and output tokens/s (`length` tokens a
+    sentence, EOS not counted), in decoding batches of `max_tokens`
     source tokens x beams; bf16 runs decode with bf16 weights, and `int8` with int8 matmul
     weights (`precision=bf16` and `precision=int8` of evaluate.py and translate.py)."""
     from hydra.utils import instantiate
@@ -137,7 +140,7 @@ def decode_child(
             rate, _ = sentences_per_second(2, model, [texts], beam_size=beam,
                                            max_tokens=max_tokens, inter_threads=inter_threads,
                                            **common)  # fmt: skip
-            out[f"beam{beam}_sent_s"] = rate
+            out[f"beam{beam}_sent_s"], out[f"beam{beam}_tok_s"] = rate, rate * length
     out["peak_rss_gb"] = _peak_rss_gb()
     return out
 
@@ -179,7 +182,7 @@ def speed_benchmark(
                 "mfu_fp32_peak": round(ours * flops / peaks["32-true"], 3),
                 "mfu_own_peak": round(ours * flops / peaks[precision], 3),
                 "peak_rss_gb": round(max(r["peak_rss_gb"] for r in runs["lightning"]), 2),
-                **{k: round(v, 1) for k, v in decode.items() if k.endswith("sent_s")},
+                **{k: round(v, 1) for k, v in decode.items() if k.endswith(RATES)},
                 "matmul_peak_gflops": {k: round(v / 1e9) for k, v in peaks.items()},
                 "runs": runs,
             }  # fmt: skip
@@ -218,7 +221,7 @@ def decode_benchmark(
                 runs[precision, budget, threads].append(run)
         for (precision, budget, threads), case_runs in runs.items():
             rates = {k: round(statistics.median(r[k] for r in case_runs), 1)
-                     for k in case_runs[0] if k.endswith("sent_s")}  # fmt: skip
+                     for k in case_runs[0] if k.endswith(RATES)}  # fmt: skip
             peak = max(r["peak_rss_gb"] for r in case_runs)
             rows.append({"model": name, "precision": precision, "max_tokens": budget,
                          "inter_threads": threads, **rates, "peak_rss_gb": round(peak, 2),
