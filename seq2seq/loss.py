@@ -53,6 +53,14 @@ class _LinearCrossEntropy(torch.autograd.Function):
 
     d loss / d logits = p - (1 - eps) * onehot - eps / V per row, so the forward pass can finish
     each chunk's gradients while its logits are at hand; backward scales them by grad_output.
+
+    Each chunk takes one pass of float32 softmax over its logits, where a log-softmax and then
+    its exp took two (1.6 against 3.9 ms for 512 x 8,000 bf16 logits on 2 cores, a quick
+    timing). The log-sum-exp comes from each row's largest probability, which is at least 1/V
+    and never underflows: lse = max_v z_v - log max_v p_v. So NLL = lse - z_target stays exact
+    where p_target underflows. The gradients' constant -eps/V is applied once per batch to
+    the matmuls' results (its share of grad_h is -eps/V times W's column sums; of grad_W,
+    -eps/V times the sum of h's rows, in every row), not to every logit.
     """
 
     @staticmethod
@@ -72,23 +80,26 @@ class _LinearCrossEntropy(torch.autograd.Function):
             rows = slice(start, start + chunk)
             hc, t = h[rows].to(dtype), target[rows].unsqueeze(1)
             z = hc @ w.t() if b is None else torch.addmm(b, hc, w.t())  # (n, V): the only logits
-            lp = z.float().log_softmax(-1)
-            nll[rows] = -lp.gather(1, t).squeeze(1)
-            if smoothing:
-                loss += (1 - smoothing) * nll[rows].sum() - smoothing * lp.mean(-1).sum()
-            else:
-                loss += nll[rows].sum()
+            p = torch.softmax(z, -1, dtype=torch.float32)
+            lse = z.amax(-1).float() - p.amax(-1).log()  # (n,)
+            nll[rows] = lse - z.gather(1, t).squeeze(1).float()
+            loss += (1 - smoothing) * nll[rows].sum()
+            if smoothing:  # mean_v(-log p_v) = lse - mean_v z_v
+                loss += smoothing * (lse - z.mean(-1, dtype=torch.float32)).sum()
             if not grads:
                 continue
-            g = lp.exp_()  # softmax
-            if smoothing:
-                g.sub_(smoothing / V)
-            g.scatter_add_(1, t, g.new_full(t.shape, smoothing - 1.0))
+            g = p.scatter_add_(1, t, p.new_full(t.shape, smoothing - 1.0))  # p - (1 - eps) onehot
             if grad_b is not None:
                 grad_b.add_(g.sum(0))
             g = g.to(dtype)
             grad_h[rows] = (g @ w).to(h.dtype)
             grad_w.add_(g.t() @ hc)
+        if grads and smoothing:  # the -eps/V of every logit's gradient
+            eps_v = smoothing / V
+            grad_h.sub_((eps_v * w.float().sum(0)).to(h.dtype))
+            grad_w.sub_(eps_v * h.float().sum(0))
+            if grad_b is not None:
+                grad_b.sub_(eps_v * h.size(0))
         ctx.mark_non_differentiable(nll)
         ctx.save_for_backward(grad_h, grad_w, grad_b)
         return loss, nll

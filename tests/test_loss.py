@@ -62,6 +62,27 @@ def test_fused_loss_and_gradients_equal_the_logits_path(smoothing, bias, chunk):
     assert (fused[0][tgt == PAD] == 0).all()  # padding never reaches the projection
 
 
+def test_fused_loss_is_exact_where_the_reference_probability_underflows():
+    """A reference token 200 nats below the best has probability exp(-200), 0 in float32; its
+    NLL (200, from the log-sum-exp) and the gradients are still those of the logits path."""
+    out = nn.Linear(3, 10)
+    with torch.no_grad():
+        out.weight.zero_()
+        out.bias.copy_(torch.arange(10.0) * -50)  # logits 0, -50, ..., -450 for every input
+    features = torch.randn(1, 2, 3, requires_grad=True)
+    tgt = torch.tensor([[4, 5]])
+    loss, nll = linear_cross_entropy(features, out, tgt, 0.1)
+    loss.backward()
+    ref_loss, ref_nll = token_losses(out(features), tgt, 0.1)
+    torch.testing.assert_close(nll, ref_nll)
+    assert nll[0, 0].item() == pytest.approx(200.0)
+    torch.testing.assert_close(loss, ref_loss)
+    grad = out.bias.grad.clone()
+    out.zero_grad()
+    ref_loss.backward()
+    torch.testing.assert_close(grad, out.bias.grad)
+
+
 def test_fused_loss_in_bf16_autocast_stays_close_to_fp32():
     g = torch.Generator().manual_seed(2)
     out = nn.Linear(64, 300)
