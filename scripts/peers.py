@@ -437,7 +437,7 @@ def peer_decode(
         for beam in beams:
             seconds, invalid = timed_runs(partial(peer.decode, name, beam), repeats)
             rate = peer.sentences / statistics.median(seconds) if seconds else None
-            row[f"beam{beam}_sent_s"] = round(rate, 1) if rate else None  # None: not timed
+            row[f"beam{beam}_sent_s"] = None if rate is None else round(rate, 1)  # None: not timed
             row[f"beam{beam}_runs"] = [round(peer.sentences / s, 1) for s in seconds]
             if invalid:
                 row[f"beam{beam}_invalid_runs"] = invalid
