@@ -436,8 +436,8 @@ def peer_decode(
         peer.train(name)
         for beam in beams:
             seconds, invalid = timed_runs(partial(peer.decode, name, beam), repeats)
-            rate = peer.sentences / statistics.median(seconds) if seconds else None
-            row[f"beam{beam}_sent_s"] = None if rate is None else round(rate, 1)  # None: not timed
+            rate = round(peer.sentences / statistics.median(seconds), 1) if seconds else None
+            row[f"beam{beam}_sent_s"] = rate  # None: not timed
             row[f"beam{beam}_runs"] = [round(peer.sentences / s, 1) for s in seconds]
             if invalid:
                 row[f"beam{beam}_invalid_runs"] = invalid
