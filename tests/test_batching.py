@@ -1,10 +1,12 @@
-import datasets
+import pickle
+
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from seq2seq.data.batching import BucketBatchSampler, collate, reverse_source
 from seq2seq.data.datamodule import CachedPairs, length_filter
-from seq2seq.data.preprocess import FEATURES, lengths
+from seq2seq.data.preprocess import CachedIds, lengths
 from seq2seq.data.tokenizer import BOS, EOS, PAD
 
 LENGTHS = np.random.default_rng(0).integers(1, 60, size=1000).tolist()
@@ -121,15 +123,21 @@ def test_histogram_cuts_equal_the_greedy_rule(batch_size, max_tokens):
     assert [b.tolist() for b in sampler.batches()] == expected
 
 
-def cached(pairs):
-    """A split's ids as the Arrow cache holds them (one id per character)."""
-    ids = {"src": [[ord(c) for c in s] for s, _ in pairs],
-           "tgt": [[ord(c) for c in t] for _, t in pairs]}  # fmt: skip
-    return datasets.Dataset.from_dict(ids, features=FEATURES)
+def cached(pairs, dir):
+    """A split's ids as the Arrow cache holds them (one id per character), in two shards."""
+    ids = pa.list_(pa.int32())
+    table = pa.table({"src": pa.array([[ord(c) for c in s] for s, _ in pairs], ids),
+                      "tgt": pa.array([[ord(c) for c in t] for _, t in pairs], ids)})  # fmt: skip
+    files = []
+    for k, shard in enumerate((table.slice(0, 2), table.slice(2))):  # as `datasets` writes them
+        files.append(str(dir / f"ids_{k:05d}_of_00002.arrow"))
+        with pa.ipc.new_stream(files[-1], shard.schema) as writer:
+            writer.write_table(shard)
+    return CachedIds(files)
 
 
-def test_reversal_reverses_the_source_only():
-    ids = cached([("abc", "xyz"), ("de", "uv")])
+def test_reversal_reverses_the_source_only(tmp_path):
+    ids = cached([("abc", "xyz"), ("de", "uv"), ("f", "w")], tmp_path)
     fwd = CachedPairs(ids, np.arange(2), reverse=False)
     rev = CachedPairs(ids, np.arange(2), reverse=True)
     assert rev[0]["src"] == [ord("c"), ord("b"), ord("a")]
@@ -143,9 +151,9 @@ def test_reversal_reverses_the_source_only():
     assert [e["idx"] for e in rev.__getitems__([1, 0])] == [1, 0]
 
 
-def test_length_filter_counts_each_reason():
+def test_length_filter_counts_each_reason(tmp_path):
     pairs = [("abc", "xyz"), ("a" * 20, "b" * 20), ("", "x"), ("ok", "fine"), ("a", "b" * 8)]
-    ids = cached(pairs)
+    ids = cached(pairs, tmp_path)
     src, tgt = lengths(ids, "src"), lengths(ids, "tgt")
     assert src.tolist() == [3, 20, 0, 2, 1] and tgt.tolist() == [3, 20, 1, 4, 8]
     keep, dropped = length_filter(src, tgt, max_len=10, max_ratio=3)
@@ -154,3 +162,14 @@ def test_length_filter_counts_each_reason():
     assert keep.tolist() == [0, 1, 3, 4] and dropped == {"empty": 1, "long": 0, "ratio": 0}
     data = CachedPairs(ids, keep, reverse=False)
     assert data.lengths().tolist() == [4, 21, 5, 9]  # the longer side, with its EOS/BOS
+
+
+def test_cached_pairs_pickle_as_file_paths(tmp_path):
+    """A spawned DataLoader worker gets the files' paths, not a copy of the corpus."""
+    pairs = [("a" * 500, "b" * 500)] * 40
+    data = CachedPairs(cached(pairs, tmp_path), np.arange(1, 40, 2), reverse=True)
+    sent = pickle.dumps(data)
+    assert len(sent) < 4000  # the 40,000 ids would take 160 KB
+    again = pickle.loads(sent)
+    assert again.__getitems__([0, 5]) == data.__getitems__([0, 5])
+    assert again.lengths().tolist() == data.lengths().tolist() == [501] * 20

@@ -6,8 +6,8 @@ import inspect
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import datasets
 import numpy as np
 import pytorch_lightning as pl
 import torch
@@ -16,10 +16,13 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 
 from seq2seq.data.batching import BucketBatchSampler, collate, reverse_source
-from seq2seq.data.preprocess import encoded_split, lengths, subsample
+from seq2seq.data.preprocess import CachedIds, encoded_split, lengths, subsample
 from seq2seq.data.sources import Source, default_cache_dir, digest
 from seq2seq.data.tokenizer import Tokenizer, TokenizerSpec, build_tokenizer
 from seq2seq.errors import UserError
+
+if TYPE_CHECKING:
+    import datasets
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +32,7 @@ class CachedPairs(Dataset):
     every process); example i is row `rows[i]`, its source reversed if asked."""
 
     def __init__(
-        self, ids: datasets.Dataset, rows: np.ndarray, reverse: bool,
+        self, ids: CachedIds, rows: np.ndarray, reverse: bool,
         src_lens: np.ndarray | None = None, tgt_lens: np.ndarray | None = None,
     ) -> None:  # fmt: skip
         """`src_lens`/`tgt_lens`: every row's token counts, when the caller has them already."""
@@ -43,9 +46,10 @@ class CachedPairs(Dataset):
 
     def __getitems__(self, indices: list[int]) -> list[dict]:
         """A whole batch in one Arrow read (DataLoader calls this when it exists)."""
-        got = self.ids[self.rows[indices].tolist()]
+        got = self.ids.table.take(self.rows[indices])
+        src, tgt = got.column("src").to_pylist(), got.column("tgt").to_pylist()
         return [{"idx": i, "src": reverse_source(s) if self.reverse else s, "tgt": t}
-                for i, s, t in zip(indices, got["src"], got["tgt"])]  # fmt: skip
+                for i, s, t in zip(indices, src, tgt)]  # fmt: skip
 
     def __getitem__(self, i: int) -> dict:
         return self.__getitems__([i])[0]
@@ -143,7 +147,7 @@ class TranslationDataModule(pl.LightningDataModule):
             )
         return self.tokenizer
 
-    def _encoded(self, split: str, max_pairs: int | None = None) -> datasets.Dataset:
+    def _encoded(self, split: str, max_pairs: int | None = None) -> CachedIds:
         return encoded_split(
             lambda: self.source.dataset(split),
             self.source.key(split),
@@ -191,7 +195,7 @@ class TranslationDataModule(pl.LightningDataModule):
         self._check_empty(self.valid_split, src_lens, tgt_lens)
         keep, _ = length_filter(src_lens, tgt_lens, None, None)
         self.valid_data = CachedPairs(ids, keep, self.reverse_source, src_lens, tgt_lens)
-        refs = list(self.source.dataset(self.valid_split)["tgt"])
+        refs = [t for _, t in self.source.pairs(self.valid_split)]
         self.valid_refs = [refs[int(i)].strip() for i in keep]
         if len(keep) < len(ids):
             log.warning("%s: %d pairs with an empty side skipped", self.valid_split,

@@ -190,7 +190,9 @@ class TextFiles:
         return _generated(_aligned_pairs, kwargs, self.cache_dir, key)
 
     def pairs(self, split: str) -> list[Pair]:
-        return as_pairs(self.dataset(split))
+        """Read from the files themselves (no `datasets`, no cache entry): the same pairs."""
+        src_path, tgt_path = self._paths(split)
+        return [(p["src"], p["tgt"]) for p in _aligned_pairs(str(src_path), str(tgt_path), "")]
 
 
 class Demo:
