@@ -215,11 +215,15 @@ def final_states(rnn: nn.Module, x: Tensor, lens: Tensor) -> Hidden:
     lens, order = lens.sort(descending=True, stable=True)
     x = x.index_select(0, order)
     ends, counts = torch.unique_consecutive(lens.flip(0), return_counts=True)
-    finals, hx, start, running = [], None, 0, x.size(0)
-    for end, count in zip(ends.tolist(), counts.tolist()):
-        _, final = rnn(x[:running, start:end], hx)
+    ends = ends.tolist()
+    # One split into the segments (views): its backward is one concatenation, where slicing x
+    # itself for every segment made a zero gradient the size of all of x per segment.
+    segments = x[:, : ends[-1]].split(torch.diff(torch.tensor([0, *ends])).tolist(), dim=1)
+    finals, hx, running = [], None, x.size(0)
+    for segment, count in zip(segments, counts.tolist()):
+        _, final = rnn(segment[:running], hx)
         finals.append(_each(final, lambda t, a=running - count, b=running: t[:, a:b]))
-        running, start = running - count, end  # the last `count` sentences ended at `end`
+        running -= count  # the last `count` sentences ended with this segment
         hx = _each(final, lambda t, b=running: t[:, :b])
     inverse = order.argsort()  # from longest-first back to the batch's order
     parts = zip(*(f if isinstance(f, tuple) else (f,) for f in reversed(finals)))
