@@ -11,10 +11,35 @@ logits are the only ones alive, and padding is never projected at all.
 
 from __future__ import annotations
 
+import math
+import weakref
+
 import torch
 from torch import Tensor, nn
 
 from seq2seq.data.tokenizer import PAD
+
+# On a CPU, the chunk loop's (chunk x vocabulary) temporaries live in buffers kept with the
+# output layer from one call to the next (`_buffer`), where each chunk of each step allocated
+# them anew. Among a step's activations, whose sizes change with every batch, glibc could not
+# hand the freed blocks back whole, and its heap grew: in a plain bf16 training loop of the
+# speed benchmark's model A, 120 steps in, the heap held 554-620 MB free and the process
+# 1.27-1.34 GB, against 266-277 MB and 1.05-1.07 GB with the buffers kept, at the same speed
+# (an ad-hoc check; `scripts/benchmark.py speed` measures the peaks, README "Speed"). A GPU's
+# caching allocator reuses such blocks itself, so there they are allocated as before.
+_BUFFERS: weakref.WeakKeyDictionary[nn.Module, dict[str, Tensor]] = weakref.WeakKeyDictionary()
+
+
+def _buffer(store: dict[str, Tensor], name: str, shape: tuple[int, ...], like: Tensor,
+            dtype: torch.dtype) -> Tensor:  # fmt: skip
+    """A (shape, dtype) tensor on `like`'s device, from `store[name]` when it is large enough
+    (its contents are garbage). One made under `torch.inference_mode` (validation) cannot be
+    written outside it (training), so it is replaced there."""
+    n, held = math.prod(shape), store.get(name)
+    if (held is None or held.numel() < n or held.dtype != dtype or held.device != like.device
+            or held.is_inference() and not torch.is_inference_mode_enabled()):  # fmt: skip
+        held = store[name] = torch.empty(n, dtype=dtype, device=like.device)
+    return held[:n].view(shape)
 
 
 def token_losses(
@@ -67,20 +92,22 @@ class _LinearCrossEntropy(torch.autograd.Function):
     def forward(
         ctx: torch.autograd.function.FunctionCtx, h: Tensor, weight: Tensor,
         bias: Tensor | None, target: Tensor, smoothing: float, chunk: int, dtype: torch.dtype,
-        grads: bool,
+        grads: bool, store: dict[str, Tensor],
     ) -> tuple[Tensor, Tensor]:  # fmt: skip
         w, b = weight.to(dtype), None if bias is None else bias.to(dtype)
-        V = w.size(0)
-        loss = torch.zeros((), dtype=torch.float32, device=h.device)
-        nll = torch.empty(h.size(0), dtype=torch.float32, device=h.device)
+        V, f32 = w.size(0), torch.float32
+        loss = torch.zeros((), dtype=f32, device=h.device)
+        nll = torch.empty(h.size(0), dtype=f32, device=h.device)
         grad_h = torch.empty_like(h) if grads else None
-        grad_w = torch.zeros_like(weight, dtype=torch.float32) if grads else None
-        grad_b = torch.zeros_like(bias, dtype=torch.float32) if grads and bias is not None else None
+        grad_w = torch.zeros_like(weight, dtype=f32) if grads else None
+        grad_b = torch.zeros_like(bias, dtype=f32) if grads and bias is not None else None
         for start in range(0, h.size(0), chunk):
             rows = slice(start, start + chunk)
             hc, t = h[rows].to(dtype), target[rows].unsqueeze(1)
-            z = hc @ w.t() if b is None else torch.addmm(b, hc, w.t())  # (n, V): the only logits
-            p = torch.softmax(z, -1, dtype=torch.float32)
+            z = _buffer(store, "z", (hc.size(0), V), h, dtype)  # the only logits
+            torch.mm(hc, w.t(), out=z) if b is None else torch.addmm(b, hc, w.t(), out=z)
+            zf = z if dtype == f32 else _buffer(store, "zf", z.shape, h, f32).copy_(z)
+            p = torch.softmax(zf, -1, out=_buffer(store, "p", z.shape, h, f32))
             lse = z.amax(-1).float() - p.amax(-1).log()  # (n,)
             nll[rows] = lse - z.gather(1, t).squeeze(1).float()
             loss += (1 - smoothing) * nll[rows].sum()
@@ -91,9 +118,13 @@ class _LinearCrossEntropy(torch.autograd.Function):
             g = p.scatter_add_(1, t, p.new_full(t.shape, smoothing - 1.0))  # p - (1 - eps) onehot
             if grad_b is not None:
                 grad_b.add_(g.sum(0))
-            g = g.to(dtype)
+            if dtype != f32:
+                g = _buffer(store, "g", g.shape, h, dtype).copy_(g)
             grad_h[rows] = (g @ w).to(h.dtype)
-            grad_w.add_(g.t() @ hc)
+            g_w = torch.mm(g.t(), hc, out=_buffer(store, "g_w", grad_w.shape, h, dtype))
+            grad_w.add_(
+                g_w if dtype == f32 else _buffer(store, "g_w32", g_w.shape, h, f32).copy_(g_w)
+            )
         if grads and smoothing:  # the -eps/V of every logit's gradient
             eps_v = smoothing / V
             grad_h.sub_((eps_v * w.float().sum(0)).to(h.dtype))
@@ -111,7 +142,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         grad_h, grad_w, grad_b = ctx.saved_tensors
         scale = grad_loss.float()
         out = [g if g is None else (g * scale).to(g.dtype) for g in (grad_h, grad_w, grad_b)]
-        return out[0], out[1], out[2], None, None, None, None, None
+        return out[0], out[1], out[2], None, None, None, None, None, None
 
 
 def linear_cross_entropy(
@@ -130,10 +161,11 @@ def linear_cross_entropy(
     h = features[keep]  # (N, H): padding is never projected
     params = [h, out.weight] + ([] if out.bias is None else [out.bias])
     grads = torch.is_grad_enabled() and any(p.requires_grad for p in params)
+    store = _BUFFERS.setdefault(out, {}) if device == "cpu" else {}
     with torch.autocast(device, enabled=False):
         loss, nll = _LinearCrossEntropy.apply(
             h, out.weight, out.bias, tgt_out[keep], float(label_smoothing), chunk,
-            dtype or out.weight.dtype, grads,
+            dtype or out.weight.dtype, grads, store,
         )  # fmt: skip
     return loss, torch.zeros(tgt_out.shape, dtype=nll.dtype, device=nll.device).masked_scatter(
         keep, nll

@@ -117,3 +117,38 @@ def test_teacher_forced_losses_fuse_only_models_with_features():
     with torch.no_grad():  # scoring: no gradients are computed or kept
         loss, nll = teacher_forced_losses(model, batch, chunk=5)
     torch.testing.assert_close(nll, logits[1])
+
+
+def test_fused_loss_keeps_its_chunk_buffers_with_the_output_layer():
+    """On a CPU the chunk loop's temporaries are kept with `out` and reused: across batches of
+    other sizes, in both precisions, after a validation pass under inference mode (whose
+    buffers training cannot write, so they are replaced), with the same results as a layer
+    that starts with none."""
+    from seq2seq.loss import _BUFFERS
+
+    g = torch.Generator().manual_seed(4)
+    out = nn.Linear(6, 17)
+    batches = [(torch.randn(b, t, 6, generator=g), torch.randint(4, 17, (b, t), generator=g))
+               for b, t in ((3, 5), (2, 9), (4, 2))]  # fmt: skip
+    with torch.inference_mode():
+        linear_cross_entropy(batches[1][0], out, batches[1][1], 0.1, chunk=7)
+    for autocast in (False, True, False):
+        for features, tgt in batches:
+            features = features.clone().requires_grad_()
+            with torch.autocast("cpu", torch.bfloat16, enabled=autocast):
+                loss, nll = linear_cross_entropy(features, out, tgt, 0.1, chunk=7)
+            loss.backward()
+            fresh = nn.Linear(6, 17)
+            fresh.load_state_dict(out.state_dict())
+            again = features.detach().clone().requires_grad_()
+            with torch.autocast("cpu", torch.bfloat16, enabled=autocast):
+                ref_loss, ref_nll = linear_cross_entropy(again, fresh, tgt, 0.1, chunk=7)
+            ref_loss.backward()
+            assert torch.equal(loss, ref_loss) and torch.equal(nll, ref_nll)
+            assert torch.equal(features.grad, again.grad)
+            assert torch.equal(out.weight.grad, fresh.weight.grad)
+            out.zero_grad()
+    held = _BUFFERS[out]
+    assert {"z", "p", "zf", "g", "g_w", "g_w32"} <= set(held)
+    assert not any(t.is_inference() for t in held.values())
+    assert held["p"].numel() == 7 * 17  # one chunk's, the largest asked for
