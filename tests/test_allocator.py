@@ -45,11 +45,12 @@ def test_not_applied_without_glibc(monkeypatch):
     assert not allocator.keep_freed_memory()
 
 
-def test_setup_caps_onednn_cache_unless_the_user_chose(monkeypatch):
+@pytest.mark.parametrize("variable", ["ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY"])
+def test_setup_caps_the_shape_caches_unless_the_user_chose(monkeypatch, variable):
     monkeypatch.setattr(allocator, "keep_freed_memory", lambda: True)
-    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
+    monkeypatch.delenv(variable, raising=False)
     allocator.setup_memory()
-    assert allocator.os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "16"
-    monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "1024")
+    assert allocator.os.environ[variable] == "16"
+    monkeypatch.setenv(variable, "1024")
     allocator.setup_memory()
-    assert allocator.os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "1024"
+    assert allocator.os.environ[variable] == "1024"
