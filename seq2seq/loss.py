@@ -24,7 +24,7 @@ from seq2seq.data.tokenizer import PAD
 # them anew. Among a step's activations, whose sizes change with every batch, glibc could not
 # hand the freed blocks back whole, and its heap grew: in a plain bf16 training loop of the
 # speed benchmark's model A, 120 steps in, the heap held 554-620 MB free and the process
-# 1.27-1.34 GB, against 266-277 MB and 1.05-1.07 GB with the buffers kept, at the same speed
+# 1.27-1.34 GB, against 258-289 MB and 1.04-1.07 GB with the buffers kept, at the same speed
 # (an ad-hoc check; `scripts/benchmark.py speed` measures the peaks, README "Speed"). A GPU's
 # caching allocator reuses such blocks itself, so there they are allocated as before.
 _BUFFERS: weakref.WeakKeyDictionary[nn.Module, dict[str, Tensor]] = weakref.WeakKeyDictionary()

@@ -145,7 +145,7 @@ def _release_memory() -> None:
 def lengths(ids: CachedIds, column: str) -> np.ndarray:
     """Token counts of a list column of a cached split, read from Arrow (no loop over rows)."""
     counts = pc.list_value_length(ids.table.column(column)).cast(pa.int32()).chunks
-    # each chunk's values buffer as it is: pyarrow's to_numpy would import pandas (57 MB)
+    # each chunk's values buffer as it is: pyarrow's to_numpy would import pandas
     return np.concatenate([np.zeros(0, np.int32)] + [
         np.frombuffer(c.buffers()[1], np.int32, len(c), c.offset * 4) for c in counts
     ])  # fmt: skip
