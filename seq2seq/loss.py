@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import weakref
+from functools import partial
 
 import torch
 from torch import Tensor, nn
@@ -30,15 +31,15 @@ from seq2seq.data.tokenizer import PAD
 _BUFFERS: weakref.WeakKeyDictionary[nn.Module, dict[str, Tensor]] = weakref.WeakKeyDictionary()
 
 
-def _buffer(store: dict[str, Tensor], name: str, shape: tuple[int, ...], like: Tensor,
-            dtype: torch.dtype) -> Tensor:  # fmt: skip
-    """A (shape, dtype) tensor on `like`'s device, from `store[name]` when it is large enough
+def _buffer(store: dict[str, Tensor], name: str, shape: tuple[int, ...], dtype: torch.dtype,
+            device: torch.device) -> Tensor:  # fmt: skip
+    """A (shape, dtype) tensor on `device`, from `store[name]` when it is large enough
     (its contents are garbage). One made under `torch.inference_mode` (validation) cannot be
     written outside it (training), so it is replaced there."""
     n, held = math.prod(shape), store.get(name)
-    if (held is None or held.numel() < n or held.dtype != dtype or held.device != like.device
+    if (held is None or held.numel() < n or held.dtype != dtype or held.device != device
             or held.is_inference() and not torch.is_inference_mode_enabled()):  # fmt: skip
-        held = store[name] = torch.empty(n, dtype=dtype, device=like.device)
+        held = store[name] = torch.empty(n, dtype=dtype, device=device)
     return held[:n].view(shape)
 
 
@@ -96,6 +97,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
     ) -> tuple[Tensor, Tensor]:  # fmt: skip
         w, b = weight.to(dtype), None if bias is None else bias.to(dtype)
         V, f32 = w.size(0), torch.float32
+        buf = partial(_buffer, store, device=h.device)
         loss = torch.zeros((), dtype=f32, device=h.device)
         nll = torch.empty(h.size(0), dtype=f32, device=h.device)
         grad_h = torch.empty_like(h) if grads else None
@@ -104,10 +106,10 @@ class _LinearCrossEntropy(torch.autograd.Function):
         for start in range(0, h.size(0), chunk):
             rows = slice(start, start + chunk)
             hc, t = h[rows].to(dtype), target[rows].unsqueeze(1)
-            z = _buffer(store, "z", (hc.size(0), V), h, dtype)  # the only logits
+            z = buf("z", (hc.size(0), V), dtype)  # the only logits
             torch.mm(hc, w.t(), out=z) if b is None else torch.addmm(b, hc, w.t(), out=z)
-            zf = z if dtype == f32 else _buffer(store, "zf", z.shape, h, f32).copy_(z)
-            p = torch.softmax(zf, -1, out=_buffer(store, "p", z.shape, h, f32))
+            zf = z if dtype == f32 else buf("zf", z.shape, f32).copy_(z)
+            p = torch.softmax(zf, -1, out=buf("p", z.shape, f32))
             lse = z.amax(-1).float() - p.amax(-1).log()  # (n,)
             nll[rows] = lse - z.gather(1, t).squeeze(1).float()
             loss += (1 - smoothing) * nll[rows].sum()
@@ -119,12 +121,10 @@ class _LinearCrossEntropy(torch.autograd.Function):
             if grad_b is not None:
                 grad_b.add_(g.sum(0))
             if dtype != f32:
-                g = _buffer(store, "g", g.shape, h, dtype).copy_(g)
+                g = buf("g", g.shape, dtype).copy_(g)
             grad_h[rows] = (g @ w).to(h.dtype)
-            g_w = torch.mm(g.t(), hc, out=_buffer(store, "g_w", grad_w.shape, h, dtype))
-            grad_w.add_(
-                g_w if dtype == f32 else _buffer(store, "g_w32", g_w.shape, h, f32).copy_(g_w)
-            )
+            g_w = torch.mm(g.t(), hc, out=buf("g_w", grad_w.shape, dtype))
+            grad_w.add_(g_w if dtype == f32 else buf("g_w32", g_w.shape, f32).copy_(g_w))
         if grads and smoothing:  # the -eps/V of every logit's gradient
             eps_v = smoothing / V
             grad_h.sub_((eps_v * w.float().sum(0)).to(h.dtype))

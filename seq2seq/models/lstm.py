@@ -218,7 +218,7 @@ def final_states(rnn: nn.Module, x: Tensor, lens: Tensor) -> Hidden:
     ends = ends.tolist()
     # One split into the segments (views): its backward is one concatenation, where slicing x
     # itself for every segment made a zero gradient the size of all of x per segment.
-    segments = x[:, : ends[-1]].split(torch.diff(torch.tensor([0, *ends])).tolist(), dim=1)
+    segments = x[:, : ends[-1]].split([b - a for a, b in zip([0, *ends], ends)], dim=1)
     finals, hx, running = [], None, x.size(0)
     for segment, count in zip(segments, counts.tolist()):
         _, final = rnn(segment[:running], hx)
