@@ -27,16 +27,23 @@ from seq2seq.data.tokenizer import PAD
 # speed benchmark's model A, 120 steps in, the heap held 554-620 MB free and the process
 # 1.27-1.34 GB, against 258-289 MB and 1.04-1.07 GB with the buffers kept, at the same speed
 # (an ad-hoc check; `scripts/benchmark.py speed` measures the peaks, README "Speed"). A GPU's
-# caching allocator reuses such blocks itself, so there they are allocated as before.
+# caching allocator reuses such blocks itself, so there they are allocated as before. A buffer
+# larger than `KEEP_BYTES` is not kept either: the paper's model (80,000 words, 1,000 wide) would
+# hold some 1 GB of them through backward and validation, where each chunk frees its own.
+KEEP_BYTES = 64 * 2**20
 _BUFFERS: weakref.WeakKeyDictionary[nn.Module, dict[str, Tensor]] = weakref.WeakKeyDictionary()
 
 
 def _buffer(store: dict[str, Tensor], name: str, shape: tuple[int, ...], dtype: torch.dtype,
             device: torch.device) -> Tensor:  # fmt: skip
     """A (shape, dtype) tensor on `device`, from `store[name]` when it is large enough
-    (its contents are garbage). One made under `torch.inference_mode` (validation) cannot be
-    written outside it (training), so it is replaced there."""
+    (its contents are garbage); one over `KEEP_BYTES` is made anew and not kept. One made
+    under `torch.inference_mode` (validation) cannot be written outside it (training), so it
+    is replaced there."""
     n, held = math.prod(shape), store.get(name)
+    if n * dtype.itemsize > KEEP_BYTES:
+        store.pop(name, None)
+        return torch.empty(shape, dtype=dtype, device=device)
     if (held is None or held.numel() < n or held.dtype != dtype or held.device != device
             or held.is_inference() and not torch.is_inference_mode_enabled()):  # fmt: skip
         held = store[name] = torch.empty(n, dtype=dtype, device=device)

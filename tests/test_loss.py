@@ -152,3 +152,23 @@ def test_fused_loss_keeps_its_chunk_buffers_with_the_output_layer():
     assert {"z", "p", "zf", "g", "g_w", "g_w32"} <= set(held)
     assert not any(t.is_inference() for t in held.values())
     assert held["p"].numel() == 7 * 17  # one chunk's, the largest asked for
+
+
+def test_fused_loss_does_not_keep_buffers_over_its_limit(monkeypatch: pytest.MonkeyPatch):
+    """A chunk temporary larger than `KEEP_BYTES` (the paper's 80k vocabulary) is allocated per
+    chunk and not kept; the smaller ones still are, and the results do not change."""
+    import seq2seq.loss
+    from seq2seq.loss import _BUFFERS
+
+    g = torch.Generator().manual_seed(5)
+    features = torch.randn(3, 4, 6, generator=g)
+    tgt = torch.randint(4, 17, (3, 4), generator=g)
+    ref = nn.Linear(6, 17)
+    out = nn.Linear(6, 17)
+    out.load_state_dict(ref.state_dict())
+    expected = linear_cross_entropy(features.clone().requires_grad_(), ref, tgt, 0.1, chunk=5)
+    # 5 x 17 float32 logits are 340 bytes; the (17, 6) weight gradient 408
+    monkeypatch.setattr(seq2seq.loss, "KEEP_BYTES", 400)
+    got = linear_cross_entropy(features.clone().requires_grad_(), out, tgt, 0.1, chunk=5)
+    assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
+    assert {"z", "p"} <= set(_BUFFERS[out]) and "g_w" not in _BUFFERS[out]
