@@ -3,10 +3,11 @@ models, on this machine.
 
 python scripts/peers.py decode --data-dir DIR [--onmt-python PY] [--eole-python PY]
                                [--joeynmt-python PY] [--models A B] [--beams 1 5]
-                               [--repeats 2] [--workdir DIR]
+                               [--repeats 2] [--workdir DIR] [--ours 32-true bf16-mixed int8]
 python scripts/peers.py train  --data-dir DIR [--onmt-python PY] [--eole-python PY]
                                [--joeynmt-python PY] [--models A B] [--warmup 20]
                                [--steps 40] [--repeats 2] [--workdir DIR]
+                               [--ours 32-true bf16-mixed]
 
 Each PY is the interpreter of an environment with that peer (at least one is needed). The
 peers pin older torch versions; each runs on this project's torch when installed with
@@ -44,8 +45,15 @@ row is A', its closest (a bidirectional 2 x 256 LSTM encoder, a decoder with Luo
 and input feeding). Two peers are patched where they fail (see EOLE_TRAIN and JOEY_RUN): eole's
 training of A, and JoeyNMT's minimum output length, which it ignores. eole's Transformer gives
 NaN scores in some runs on a CPU (and then stops after one token): such runs are repeated and
-counted, not timed; a beam size with no valid run in 2 x `--repeats` + 1 tries is reported as
-not timed, and the script goes on.
+counted, not timed; a round with no valid run in 3 tries has none, a beam size with none in
+any round is reported as not timed, and the script goes on.
+
+`--ours PRECISION...` measures this project beside them, each run in a fresh process as
+`scripts/benchmark.py speed` runs it (Lightning training; decoding with fp32, bf16 or int8
+weights), and adds to each of our rates its ratio to the fastest peer's for the same model (A'
+counted with A). Everything is measured in rounds, per model (and per beam size): one run of
+each contender, ours first, the next round in reverse order, so that a ratio compares runs
+minutes apart, not hours (this machine's speed drifts by 20% within an hour).
 """
 
 import argparse
@@ -60,12 +68,14 @@ from collections.abc import Callable, Iterator
 from functools import cached_property, partial
 from pathlib import Path
 
-from seq2seq.benchmark import markdown_table
+from seq2seq.benchmark import in_fresh_process, markdown_table
+from seq2seq.benchmark.speed import decode_child, model_overrides, train_child
 from seq2seq.cli import user_errors
 from seq2seq.errors import UserError
 from seq2seq.translate import MAX_TOKENS
 
 LENGTH = 20  # output tokens, forced
+OURS = {"32-true": "fp32", "bf16-mixed": "bf16", "int8": "int8"}  # --ours: precision, label
 ONMT = {  # the speed issue's sizes, as OpenNMT-py options
     "A": {"encoder_type": "rnn", "decoder_type": "rnn", "rnn_type": "LSTM", "layers": 2,
           "hidden_size": 256, "word_vec_size": 256, "global_attention": "none", "input_feed": 0,
@@ -394,55 +404,127 @@ def timed_runs(decode: Callable[[], tuple[float, bool]], repeats: int) -> tuple[
     return seconds, invalid
 
 
-def runs(
-    data_dir: Path, pythons: dict[str, str], models: list[str], workdir: Path
-) -> Iterator[tuple[Peer, str, dict]]:
-    """Each peer and model, with its row's first columns, once the pieces are written."""
+class Ours:
+    """This project, in the role of a peer: each measurement a fresh process of `scripts/
+    benchmark.py speed`'s (its Lightning training run; its decoding of the same sentences,
+    forced to the same length, with `precision` bf16-mixed or int8 weights where asked)."""
+
+    def __init__(self, precision: str, data_dir: Path) -> None:
+        self.precision, self.data_dir = precision, data_dir
+        self.label = f"ours {OURS[precision]}"
+        self.sentences = len((data_dir / "test_2016_flickr.en").read_text().splitlines())
+
+    def _overrides(self, name: str) -> list[str]:
+        trained = "32-true" if self.precision == "int8" else self.precision
+        return model_overrides(name, str(self.data_dir), trained, None)
+
+    def train(self, name: str) -> None:
+        """Nothing: decoding uses a randomly initialised model, its outputs forced."""
+
+    def train_speed(self, name: str, warmup: int, steps: int) -> tuple[float, float]:
+        run = in_fresh_process(train_child, self._overrides(name), "lightning", steps, warmup)
+        return run["tok_s"], run["peak_rss_gb"]
+
+    def decode(self, name: str, beam: int) -> tuple[float, bool]:
+        int8 = self.precision == "int8"
+        run = in_fresh_process(decode_child, self._overrides(name), "test_2016_flickr", LENGTH,
+                               [beam], MAX_TOKENS, int8)  # fmt: skip
+        return self.sentences / run[f"beam{beam}_sent_s"], True
+
+
+def contenders(
+    data_dir: Path, pythons: dict[str, str], ours: list[str], workdir: Path
+) -> list[Peer | Ours]:
+    """Ours (one per precision), then each peer, once the pieces are written."""
     peers = [Peer(tool, python, workdir) for tool, python in pythons.items()]
     write_pieces(data_dir, workdir)
-    for peer in peers:
-        for name in models:
-            label = "A'" if peer.tool == "joeynmt" and name == "A" else name
-            yield peer, name, {"tool": TOOLS[peer.tool][0], "model": label}
+    return [*(Ours(precision, data_dir) for precision in ours), *peers]
+
+
+def label(contender: Peer | Ours, name: str) -> dict:
+    """A row's first columns: the tool and the model (JoeyNMT's A is A')."""
+    if isinstance(contender, Ours):
+        return {"tool": contender.label, "model": name}
+    model = "A'" if contender.tool == "joeynmt" and name == "A" else name
+    return {"tool": TOOLS[contender.tool][0], "model": model}
+
+
+def rounds(items: list, repeats: int) -> Iterator:
+    """`repeats` rounds over `items`, every other round in reverse order: each contender is
+    measured beside the others, and none always first."""
+    for r in range(repeats):
+        yield from (items if r % 2 == 0 else items[::-1])
+
+
+def versus_peers(rows: list[dict], key: str) -> None:
+    """Each of our rows gets, under `key`_vs_peers, its `key` over the fastest peer's for the
+    same model (A' counted with A)."""
+    for row in rows:
+        if not row["tool"].startswith("ours"):
+            continue
+        peers = [r[key] for r in rows if not r["tool"].startswith("ours")
+                 and r["model"].rstrip("'") == row["model"] and r[key]]  # fmt: skip
+        if peers and row[key]:
+            row[f"{key}_vs_peers"] = round(row[key] / max(peers), 2)
 
 
 def peer_train(
     data_dir: Path, pythons: dict[str, str], models: list[str], warmup: int, steps: int,
-    repeats: int, workdir: Path,
+    repeats: int, workdir: Path, ours: list[str] = (),
 ) -> list[dict]:  # fmt: skip
-    """One row per (peer, model): target tokens/s after the warm-up (median of `repeats` runs)
-    and the largest peak RSS."""
+    """One row per (contender, model): target tokens/s after the warm-up (median of `repeats`
+    runs, in rounds over the contenders) and the largest peak RSS."""
     if warmup % REPORT or steps % REPORT or steps < REPORT:
         raise UserError(f"--warmup {warmup} --steps {steps}: the peers log their speed every "
                         f"{REPORT} steps; give multiples of {REPORT}")  # fmt: skip
-    rows = []
-    for peer, name, row in runs(data_dir, pythons, models, workdir):
-        measured = [peer.train_speed(name, warmup, steps) for _ in range(repeats)]
-        row["tok_s"] = round(statistics.median(tok_s for tok_s, _ in measured))
-        row["peak_rss_gb"] = round(max(rss for _, rss in measured), 2)
-        row["runs"] = [round(tok_s) for tok_s, _ in measured]
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+    rows, every = [], contenders(data_dir, pythons, list(ours), workdir)
+    for name in models:
+        measured = {c: [] for c in every}
+        for contender in rounds(every, repeats):
+            measured[contender].append(contender.train_speed(name, warmup, steps))
+        model_rows = []
+        for contender, runs in measured.items():
+            row = label(contender, name)
+            row["tok_s"] = round(statistics.median(tok_s for tok_s, _ in runs))
+            row["peak_rss_gb"] = round(max(rss for _, rss in runs), 2)
+            row["runs"] = [round(tok_s) for tok_s, _ in runs]
+            model_rows.append(row)
+        versus_peers(model_rows, "tok_s")
+        for row in model_rows:
+            print(json.dumps(row), flush=True)
+        rows += model_rows
     return rows
 
 
 def peer_decode(
     data_dir: Path, pythons: dict[str, str], models: list[str], beams: list[int], repeats: int,
-    workdir: Path,
+    workdir: Path, ours: list[str] = (),
 ) -> list[dict]:  # fmt: skip
-    """One row per (peer, model): sentences/s per beam (median of `repeats` valid runs)."""
-    rows = []
-    for peer, name, row in runs(data_dir, pythons, models, workdir):
-        peer.train(name)
+    """One row per (contender, model): sentences/s per beam (median of `repeats` valid runs,
+    in rounds over the contenders)."""
+    rows, every = [], contenders(data_dir, pythons, list(ours), workdir)
+    for name in models:
+        for contender in every:
+            contender.train(name)
+        model_rows = {c: label(c, name) for c in every}
         for beam in beams:
-            seconds, invalid = timed_runs(partial(peer.decode, name, beam), repeats)
-            rate = round(peer.sentences / statistics.median(seconds), 1) if seconds else None
-            row[f"beam{beam}_sent_s"] = rate  # None: not timed
-            row[f"beam{beam}_runs"] = [round(peer.sentences / s, 1) for s in seconds]
-            if invalid:
-                row[f"beam{beam}_invalid_runs"] = invalid
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+            seconds, invalid = {c: [] for c in every}, dict.fromkeys(every, 0)
+            for contender in rounds(every, repeats):
+                took, bad = timed_runs(partial(contender.decode, name, beam), 1)
+                seconds[contender] += took
+                invalid[contender] += bad
+            for contender, row in model_rows.items():
+                times, n = seconds[contender], contender.sentences
+                rate = round(n / statistics.median(times), 1) if times else None
+                row[f"beam{beam}_sent_s"] = rate  # None: not timed
+                row[f"beam{beam}_runs"] = [round(n / s, 1) for s in times]
+                if invalid[contender]:
+                    row[f"beam{beam}_invalid_runs"] = invalid[contender]
+        for beam in beams:
+            versus_peers(list(model_rows.values()), f"beam{beam}_sent_s")
+        for row in model_rows.values():
+            print(json.dumps(row), flush=True)
+        rows += model_rows.values()
     return rows
 
 
@@ -462,6 +544,9 @@ def main() -> None:
     decode.add_argument("--beams", type=int, nargs="+", default=[1, 5])
     train.add_argument("--warmup", type=int, default=20, help=f"a multiple of {REPORT}")
     train.add_argument("--steps", type=int, default=40, help=f"a multiple of {REPORT}")
+    for command, precisions in ((decode, list(OURS)), (train, list(OURS)[:2])):  # int8 decodes
+        help = "also measure ours at these precisions, in rounds with the peers"
+        command.add_argument("--ours", nargs="+", default=[], choices=precisions, help=help)
     args = parser.parse_args()
     pythons = {t: p for t in TOOLS if (p := getattr(args, f"{t}_python")) is not None}
     with user_errors(), tempfile.TemporaryDirectory() as tmp:
@@ -471,28 +556,32 @@ def main() -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         common = (args.data_dir, pythons, args.models)
         if args.command == "train":
-            rows = peer_train(*common, args.warmup, args.steps, args.repeats, workdir)
+            rows = peer_train(*common, args.warmup, args.steps, args.repeats, workdir, args.ours)
         else:
-            rows = peer_decode(*common, args.beams, args.repeats, workdir)
+            rows = peer_decode(*common, args.beams, args.repeats, workdir, args.ours)
     if args.command == "train":
         print(markdown_table(["tool", "model", "train tok/s", "peak RSS"], (
-            [r["tool"], r["model"], f"{r['tok_s']:,}", f"{r['peak_rss_gb']:.2f} GB"] for r in rows
+            [r["tool"], r["model"], fmt(r, "tok_s"), f"{r['peak_rss_gb']:.2f} GB"] for r in rows
         )))  # fmt: skip
         return
     names = [f"beam-{b} sent/s" if b > 1 else "greedy sent/s" for b in args.beams]
     print(markdown_table(["tool", "model", *names], (
-        [r["tool"], r["model"], *(fmt(r, b) for b in args.beams)] for r in rows
+        [r["tool"], r["model"], *(fmt(r, f"beam{b}_sent_s") for b in args.beams)] for r in rows
     )))  # fmt: skip
 
 
-def fmt(row: dict, beam: int) -> str:
-    """A rate, with the count of invalid runs where there were any ("not timed" if all were)."""
-    rate = row[f"beam{beam}_sent_s"]
-    invalid = row.get(f"beam{beam}_invalid_runs")
+def fmt(row: dict, key: str) -> str:
+    """A rate, with its ratio to the fastest peer's for ours (`versus_peers`) and the count of
+    invalid runs where there were any ("not timed" if all were)."""
+    rate = row[key]
+    text = f"{rate:,}" if rate is not None else "not timed"
+    if f"{key}_vs_peers" in row:
+        text += f" ({row[f'{key}_vs_peers']:.2f}x)"
+    invalid = row.get(key.removesuffix("_sent_s") + "_invalid_runs")
     if not invalid:
-        return str(rate)
+        return text
     runs = f"{invalid} NaN run{'s' if invalid > 1 else ''}"
-    return f"{rate} ({runs} not timed)" if rate is not None else f"not timed ({runs})"
+    return f"{text} ({runs} not timed)" if rate is not None else f"{text} ({runs})"
 
 
 if __name__ == "__main__":

@@ -271,9 +271,14 @@ def test_peers_read_each_peers_times_and_need_one(tmp_path):
     assert peer["timed_runs"](lambda: next(runs), 2) == ([1.0], 5)
     assert peer["timed_runs"](lambda: (1.0, False), 2) == ([], 5)
     fmt = peer["fmt"]
-    assert fmt({"beam5_sent_s": 50.5}, 5) == "50.5"
-    assert fmt({"beam5_sent_s": 50.5, "beam5_invalid_runs": 1}, 5) == "50.5 (1 NaN run not timed)"
-    assert fmt({"beam1_sent_s": None, "beam1_invalid_runs": 5}, 1) == "not timed (5 NaN runs)"
+    assert fmt({"beam5_sent_s": 50.5}, "beam5_sent_s") == "50.5"
+    assert fmt({"beam5_sent_s": 50.5, "beam5_invalid_runs": 1}, "beam5_sent_s") == (
+        "50.5 (1 NaN run not timed)"
+    )
+    assert fmt({"beam1_sent_s": None, "beam1_invalid_runs": 5}, "beam1_sent_s") == (
+        "not timed (5 NaN runs)"
+    )
+    assert fmt({"tok_s": 8348, "tok_s_vs_peers": 2.0714}, "tok_s") == "8,348 (2.07x)"
 
     python = sys.executable
     for command in ("decode", "train"):
@@ -287,3 +292,53 @@ def test_peers_read_each_peers_times_and_need_one(tmp_path):
         )
     with pytest.raises(UserError, match="--warmup 15 --steps 40: the peers log their speed every"):
         peer["peer_train"](tmp_path, {}, ["A"], 15, 40, 1, tmp_path)
+
+
+class _Contender:
+    """A stand-in for a peer in `peers.py`: fixed rates, and a log of its runs."""
+
+    def __init__(self, tool: str, rates: dict[str, float], log: list) -> None:
+        self.tool, self.label, self.rates, self.log, self.sentences = tool, tool, rates, log, 100
+
+    def train(self, name: str) -> None:
+        pass
+
+    def train_speed(self, name: str, warmup: int, steps: int) -> tuple[float, float]:
+        self.log.append((self.tool, name))
+        return self.rates[name], 1.0
+
+    def decode(self, name: str, beam: int) -> tuple[float, bool]:
+        self.log.append((self.tool, name, beam))
+        return self.sentences / (self.rates[name] / beam), True
+
+
+class _Ours(_Contender):
+    """A stand-in for ours."""
+
+
+def test_peers_measure_ours_in_rounds_beside_them(tmp_path):
+    """`--ours`: every contender runs once per round, ours first, each round reversed; our
+    rows get their ratio to the fastest peer of the same model (JoeyNMT's A' counts for A)."""
+    peer = runpy.run_path(str(SCRIPTS / "peers.py"))
+    assert list(peer["rounds"]([1, 2, 3], 3)) == [1, 2, 3, 3, 2, 1, 1, 2, 3]
+    namespace = peer["peer_train"].__globals__  # the functions' own module globals
+    log: list = []
+    every = [_Ours("ours bf16", {"A": 8000, "B": 5000}, log),
+             _Contender("onmt", {"A": 4000, "B": 1800}, log),
+             _Contender("joeynmt", {"A": 1000, "B": 2500}, log)]  # fmt: skip
+    namespace["Ours"], namespace["TOOLS"] = _Ours, {"onmt": ("O",), "joeynmt": ("J",)}
+    namespace["contenders"] = lambda *args: every
+    rows = peer["peer_train"](tmp_path, {}, ["A", "B"], 10, 10, 2, tmp_path, ["bf16-mixed"])
+    tools = ["ours bf16", "onmt", "joeynmt"]
+    assert log == [(t, m) for m in "AB" for t in tools + tools[::-1]]
+    assert [(r["tool"], r["model"], r["tok_s"]) for r in rows] == [
+        ("ours bf16", "A", 8000), ("O", "A", 4000), ("J", "A'", 1000),
+        ("ours bf16", "B", 5000), ("O", "B", 1800), ("J", "B", 2500),
+    ]  # fmt: skip
+    assert rows[0]["tok_s_vs_peers"] == 2.0 and rows[3]["tok_s_vs_peers"] == 2.0
+    assert all("tok_s_vs_peers" not in r for r in rows if r["tool"] != "ours bf16")
+    log.clear()
+    rows = peer["peer_decode"](tmp_path, {}, ["A"], [1, 5], 1, tmp_path, ["bf16-mixed"])
+    assert log == [(t, "A", b) for b in (1, 5) for t in tools]
+    assert rows[0]["beam1_sent_s"] == 8000 and rows[0]["beam5_sent_s"] == 1600
+    assert rows[0]["beam1_sent_s_vs_peers"] == rows[0]["beam5_sent_s_vs_peers"] == 2.0
