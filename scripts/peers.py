@@ -64,7 +64,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property, partial
 from pathlib import Path
 
@@ -433,7 +433,7 @@ class Ours:
 
 
 def contenders(
-    data_dir: Path, pythons: dict[str, str], ours: list[str], workdir: Path
+    data_dir: Path, pythons: dict[str, str], ours: Sequence[str], workdir: Path
 ) -> list[Peer | Ours]:
     """Ours (one per precision), then each peer, once the pieces are written."""
     peers = [Peer(tool, python, workdir) for tool, python in pythons.items()]
@@ -470,14 +470,14 @@ def versus_peers(rows: list[dict], key: str) -> None:
 
 def peer_train(
     data_dir: Path, pythons: dict[str, str], models: list[str], warmup: int, steps: int,
-    repeats: int, workdir: Path, ours: list[str] = (),
+    repeats: int, workdir: Path, ours: Sequence[str] = (),
 ) -> list[dict]:  # fmt: skip
     """One row per (contender, model): target tokens/s after the warm-up (median of `repeats`
     runs, in rounds over the contenders) and the largest peak RSS."""
     if warmup % REPORT or steps % REPORT or steps < REPORT:
         raise UserError(f"--warmup {warmup} --steps {steps}: the peers log their speed every "
                         f"{REPORT} steps; give multiples of {REPORT}")  # fmt: skip
-    rows, every = [], contenders(data_dir, pythons, list(ours), workdir)
+    rows, every = [], contenders(data_dir, pythons, ours, workdir)
     for name in models:
         measured = {c: [] for c in every}
         for contender in rounds(every, repeats):
@@ -498,11 +498,11 @@ def peer_train(
 
 def peer_decode(
     data_dir: Path, pythons: dict[str, str], models: list[str], beams: list[int], repeats: int,
-    workdir: Path, ours: list[str] = (),
+    workdir: Path, ours: Sequence[str] = (),
 ) -> list[dict]:  # fmt: skip
     """One row per (contender, model): sentences/s per beam (median of `repeats` valid runs,
     in rounds over the contenders)."""
-    rows, every = [], contenders(data_dir, pythons, list(ours), workdir)
+    rows, every = [], contenders(data_dir, pythons, ours, workdir)
     for name in models:
         for contender in every:
             contender.train(name)
@@ -545,8 +545,8 @@ def main() -> None:
     train.add_argument("--warmup", type=int, default=20, help=f"a multiple of {REPORT}")
     train.add_argument("--steps", type=int, default=40, help=f"a multiple of {REPORT}")
     for command, precisions in ((decode, list(OURS)), (train, list(OURS)[:2])):  # int8 decodes
-        help = "also measure ours at these precisions, in rounds with the peers"
-        command.add_argument("--ours", nargs="+", default=[], choices=precisions, help=help)
+        text = "also measure ours at these precisions, in rounds with the peers"
+        command.add_argument("--ours", nargs="+", default=[], choices=precisions, help=text)
     args = parser.parse_args()
     pythons = {t: p for t in TOOLS if (p := getattr(args, f"{t}_python")) is not None}
     with user_errors(), tempfile.TemporaryDirectory() as tmp:
