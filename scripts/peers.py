@@ -64,11 +64,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property, partial
 from pathlib import Path
 
-from seq2seq.benchmark import in_fresh_process, markdown_table
+from seq2seq.benchmark import in_fresh_process, markdown_table, rounds
 from seq2seq.benchmark.speed import decode_child, model_overrides, train_child
 from seq2seq.cli import user_errors
 from seq2seq.errors import UserError
@@ -447,13 +447,6 @@ def label(contender: Peer | Ours, name: str) -> dict:
         return {"tool": contender.label, "model": name}
     model = "A'" if contender.tool == "joeynmt" and name == "A" else name
     return {"tool": TOOLS[contender.tool][0], "model": model}
-
-
-def rounds(items: list, repeats: int) -> Iterator:
-    """`repeats` rounds over `items`, every other round in reverse order: each contender is
-    measured beside the others, and none always first."""
-    for r in range(repeats):
-        yield from (items if r % 2 == 0 else items[::-1])
 
 
 def versus_peers(rows: list[dict], key: str) -> None:

@@ -11,7 +11,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from seq2seq import decode_speed
-from seq2seq.benchmark import compose_train, speed
+from seq2seq.benchmark import compose_train, rounds, speed
 from seq2seq.benchmark.data import _perturb, data_benchmark, make_corpus
 from seq2seq.benchmark.parity import markdown as parity_markdown
 from seq2seq.benchmark.parity import train_and_test
@@ -138,19 +138,41 @@ def test_decode_benchmark_interleaves_precisions_and_budgets(monkeypatch):
     rows = speed.decode_benchmark("DIR", ["A"], [4000, 8000], 2, (1,), ("32-true", "int8"))
     runs = [("trainer.precision=32-true", b, q, "auto") for q in (False, True)
             for b in (4000, 8000)]  # fmt: skip
-    assert calls == runs + runs  # every case once, then again
+    assert calls == runs + runs[::-1]  # every case once, then again in reverse order
+    # a rate that drifts steadily with the runs (10, 20, ..., 80) gives every case the same
+    # median: 10 and 80, 20 and 70, ...
     assert [(r["precision"], r["max_tokens"], r["beam1_sent_s"]) for r in rows] == [
-        ("32-true", 4000, 30.0),
-        ("32-true", 8000, 40.0),
-        ("int8", 4000, 50.0),
-        ("int8", 8000, 60.0),
-    ]  # medians of 10 and 50, 20 and 60, ...
+        ("32-true", 4000, 45.0),
+        ("32-true", 8000, 45.0),
+        ("int8", 4000, 45.0),
+        ("int8", 8000, 45.0),
+    ]
     assert {r["beam1_tok_s"] for r in rows} == {200.0}
     calls.clear()
     rows = speed.decode_benchmark("DIR", ["A"], [8000], 1, (1,), ("int8",), inter_threads=(1, 2))
     assert [c[-1] for c in calls] == [r["inter_threads"] for r in rows] == [1, 2]
     with pytest.raises(UserError, match="^--precisions int4: expected 32-true, bf16-mixed, int8$"):
         speed.decode_benchmark("DIR", ["A"], [4000], precisions=("int4",))
+
+
+def test_speed_benchmark_runs_plain_and_lightning_in_rounds(monkeypatch):
+    """Plain loop and Lightning alternate in rounds (P L, L P, P L): the first run of a
+    series never always goes to the same loop; ours/plain is the ratio of the medians."""
+    calls = []
+
+    def child(fn, *args):
+        if fn is speed.decode_child:
+            return {"beam1_sent_s": 1.0, "beam1_tok_s": 20.0, "peak_rss_gb": 1.0}
+        calls.append(args[1])
+        rate = {"plain": 100.0, "lightning": 99.0}[args[1]] - len(calls)  # a machine slowing
+        return {"tok_s": rate, "peak_rss_gb": 1.0, "flops_per_token": 1e6}
+
+    monkeypatch.setattr(speed, "in_fresh_process", child)
+    monkeypatch.setattr(speed, "matmul_peak", lambda dtype: 1e9)
+    (row,) = speed.speed_benchmark("DIR", ["A"], ["32-true"], repeats=3, beams=(1,))
+    assert calls == ["plain", "lightning", "lightning", "plain", "plain", "lightning"]
+    assert row["plain_tok_s"] == 100 - 4 and row["tok_s"] == 99 - 3  # medians
+    assert row["vs_plain"] == 1.0
 
 
 def test_parity_run_reports_curve_end_and_test_bleu(tmp_path):
@@ -320,7 +342,7 @@ def test_peers_measure_ours_in_rounds_beside_them(tmp_path):
     """`--ours`: every contender runs once per round, ours first, each round reversed; our
     rows get their ratio to the fastest peer of the same model (JoeyNMT's A' counts for A)."""
     peer = runpy.run_path(str(SCRIPTS / "peers.py"))
-    assert list(peer["rounds"]([1, 2, 3], 3)) == [1, 2, 3, 3, 2, 1, 1, 2, 3]
+    assert list(rounds([1, 2, 3], 3)) == [1, 2, 3, 3, 2, 1, 1, 2, 3]
     namespace = peer["peer_train"].__globals__  # the functions' own module globals
     log: list = []
     every = [_Ours("ours bf16", {"A": 8000, "B": 5000}, log),

@@ -9,13 +9,15 @@ import json
 import resource
 import subprocess
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TypeVar
 
 from omegaconf import DictConfig
 
 from seq2seq.cli import CONF, compose_config
 
 ROOT = CONF.parent
+T = TypeVar("T")
 
 
 def compose_train(overrides: list[str], check_numbers: bool = False) -> DictConfig:
@@ -50,3 +52,11 @@ def in_fresh_process(function: Callable[..., dict], *args: object) -> dict:
     if proc.returncode:
         raise RuntimeError(f"{function.__name__} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def rounds(items: Sequence[T], repeats: int) -> Iterator[T]:
+    """`repeats` rounds over `items`, every other round in reverse order (A B, B A, A B, ...):
+    each is measured beside the others, none always first, and a steady drift of the
+    machine's speed cancels over each pair of rounds."""
+    for r in range(repeats):
+        yield from (items if r % 2 == 0 else items[::-1])

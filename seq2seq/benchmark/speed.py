@@ -24,7 +24,7 @@ import time
 
 import torch
 
-from seq2seq.benchmark import compose_train, in_fresh_process, markdown_table, peak_rss_mb
+from seq2seq.benchmark import compose_train, in_fresh_process, markdown_table, peak_rss_mb, rounds
 from seq2seq.errors import UserError
 from seq2seq.models.interface import prepare_for_inference
 from seq2seq.precision import (
@@ -157,9 +157,9 @@ def speed_benchmark(
     repeats: int = 2, beams: tuple[int, ...] = (1, 5, 12), split: str = "test_2016_flickr",
     cache_dir: str | None = None,
 ) -> list[dict]:  # fmt: skip
-    """One row per (model, precision): medians of `repeats` alternating plain/Lightning runs.
-    A precision this CPU cannot run natively (bf16 without AVX512-BF16 or AMX) is refused
-    before anything runs."""
+    """One row per (model, precision): medians of `repeats` plain and Lightning runs, in
+    `rounds` (plain first, then Lightning first, ...). A precision this CPU cannot run
+    natively (bf16 without AVX512-BF16 or AMX) is refused before anything runs."""
     refuse_emulated(precisions)
     dtypes = {"32-true": torch.float32, "bf16-mixed": torch.bfloat16}
     peaks = {p: matmul_peak(dtype=dtypes[p]) for p in {"32-true", *precisions}}
@@ -168,9 +168,8 @@ def speed_benchmark(
         for precision in precisions:
             overrides = model_overrides(name, data_dir, precision, cache_dir)
             runs = {"plain": [], "lightning": []}
-            for _ in range(repeats):
-                for loop in runs:
-                    runs[loop].append(in_fresh_process(train_child, overrides, loop, steps, warmup))
+            for loop in rounds(list(runs), repeats):
+                runs[loop].append(in_fresh_process(train_child, overrides, loop, steps, warmup))
             plain = statistics.median(r["tok_s"] for r in runs["plain"])
             ours = statistics.median(r["tok_s"] for r in runs["lightning"])
             flops = runs["lightning"][0]["flops_per_token"]
@@ -202,8 +201,9 @@ def decode_benchmark(
 ) -> list[dict]:  # fmt: skip
     """Decoding alone, one row per (model, precision, batch budget `max_tokens`, number of
     parts a batch is searched in at once, `inter_threads`): medians of `repeats` fresh
-    processes, interleaved (every case once, then again), so that a machine's drift does not
-    favour one of them. `int8` is the fp32 model with int8 matmul weights."""
+    processes, in `rounds` (every case once, then again in reverse order), so that a
+    machine's drift does not favour one of them. `int8` is the fp32 model with int8 matmul
+    weights."""
     for precision in precisions:
         if precision not in DECODE_PRECISIONS:
             raise UserError(f"--precisions {precision}: expected {', '.join(DECODE_PRECISIONS)}")
@@ -212,13 +212,12 @@ def decode_benchmark(
     for name in models:
         cases = [(p, b, t) for p in precisions for b in budgets for t in inter_threads]
         runs: dict[tuple, list[dict]] = {case: [] for case in cases}
-        for _ in range(repeats):
-            for precision, budget, threads in cases:
-                trained = "32-true" if precision == "int8" else precision
-                overrides = model_overrides(name, data_dir, trained, cache_dir)
-                run = in_fresh_process(decode_child, overrides, split, 20, list(beams), budget,
-                                       precision == "int8", threads)  # fmt: skip
-                runs[precision, budget, threads].append(run)
+        for precision, budget, threads in rounds(cases, repeats):
+            trained = "32-true" if precision == "int8" else precision
+            overrides = model_overrides(name, data_dir, trained, cache_dir)
+            run = in_fresh_process(decode_child, overrides, split, 20, list(beams), budget,
+                                   precision == "int8", threads)  # fmt: skip
+            runs[precision, budget, threads].append(run)
         for (precision, budget, threads), case_runs in runs.items():
             rates = {k: round(statistics.median(r[k] for r in case_runs), 1)
                      for k in case_runs[0] if k.endswith(RATES)}  # fmt: skip
