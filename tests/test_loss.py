@@ -166,9 +166,13 @@ def test_fused_loss_does_not_keep_buffers_over_its_limit(monkeypatch: pytest.Mon
     ref = nn.Linear(6, 17)
     out = nn.Linear(6, 17)
     out.load_state_dict(ref.state_dict())
-    expected = linear_cross_entropy(features.clone().requires_grad_(), ref, tgt, 0.1, chunk=5)
+    a, b = features.clone().requires_grad_(), features.clone().requires_grad_()
+    expected = linear_cross_entropy(a, ref, tgt, 0.1, chunk=5)
+    expected[0].backward()
     # 5 x 17 float32 logits are 340 bytes; the (17, 6) weight gradient 408
     monkeypatch.setattr(seq2seq.loss, "KEEP_BYTES", 400)
-    got = linear_cross_entropy(features.clone().requires_grad_(), out, tgt, 0.1, chunk=5)
+    got = linear_cross_entropy(b, out, tgt, 0.1, chunk=5)
+    got[0].backward()
     assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
+    assert torch.equal(a.grad, b.grad) and torch.equal(ref.weight.grad, out.weight.grad)
     assert {"z", "p"} <= set(_BUFFERS[out]) and "g_w" not in _BUFFERS[out]
