@@ -69,12 +69,11 @@ from functools import cached_property, partial
 from pathlib import Path
 
 from seq2seq.benchmark import in_fresh_process, markdown_table, rounds
-from seq2seq.benchmark.speed import decode_child, model_overrides, train_child
+from seq2seq.benchmark.speed import LENGTH, decode_run, model_overrides, train_child
 from seq2seq.cli import user_errors
 from seq2seq.errors import UserError
 from seq2seq.translate import MAX_TOKENS
 
-LENGTH = 20  # output tokens, forced
 OURS = {"32-true": "fp32", "bf16-mixed": "bf16", "int8": "int8"}  # --ours: precision, label
 ONMT = {  # the speed issue's sizes, as OpenNMT-py options
     "A": {"encoder_type": "rnn", "decoder_type": "rnn", "rnn_type": "LSTM", "layers": 2,
@@ -414,21 +413,16 @@ class Ours:
         self.label = f"ours {OURS[precision]}"
         self.sentences = len((data_dir / "test_2016_flickr.en").read_text().splitlines())
 
-    def _overrides(self, name: str) -> list[str]:
-        trained = "32-true" if self.precision == "int8" else self.precision
-        return model_overrides(name, str(self.data_dir), trained, None)
-
     def train(self, name: str) -> None:
         """Nothing: decoding uses a randomly initialised model, its outputs forced."""
 
     def train_speed(self, name: str, warmup: int, steps: int) -> tuple[float, float]:
-        run = in_fresh_process(train_child, self._overrides(name), "lightning", steps, warmup)
+        overrides = model_overrides(name, str(self.data_dir), self.precision, None)
+        run = in_fresh_process(train_child, overrides, "lightning", steps, warmup)
         return run["tok_s"], run["peak_rss_gb"]
 
     def decode(self, name: str, beam: int) -> tuple[float, bool]:
-        int8 = self.precision == "int8"
-        run = in_fresh_process(decode_child, self._overrides(name), "test_2016_flickr", LENGTH,
-                               [beam], MAX_TOKENS, int8)  # fmt: skip
+        run = decode_run(name, str(self.data_dir), self.precision, [beam])  # as the peers decode
         return self.sentences / run[f"beam{beam}_sent_s"], True
 
 

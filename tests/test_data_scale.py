@@ -203,7 +203,7 @@ def test_token_cache_is_reused_not_rebuilt(tmp_path, monkeypatch):
 
 
 def test_a_built_cache_is_read_without_datasets_or_pandas(tmp_path):
-    """Training from a built cache imports neither (55 MB of resident memory, README "Speed"),
+    """Training from a built cache imports neither (their memory: seq2seq/data/preprocess.py),
     and reads the same ids and references."""
     corpus = text_corpus(tmp_path / "c", small_pairs())
     text_corpus(corpus, small_pairs(10), "val")

@@ -42,6 +42,7 @@ MODELS = {
     "B": ["experiment=multi30k_transformer"],
 }  # fmt: skip
 RATES = ("_sent_s", "_tok_s")  # a decoding child's rates, per beam size
+LENGTH = 20  # output tokens every decoding is forced to (the peers' too, `scripts/peers.py`)
 
 
 def matmul_peak(device: str = "cpu", dtype: torch.dtype = torch.float32, n: int = 2048) -> float:
@@ -152,6 +153,19 @@ def model_overrides(name: str, data_dir: str, precision: str, cache_dir: str | N
     return [*overrides, f"data.cache_dir={cache_dir}"] if cache_dir else overrides
 
 
+def decode_run(
+    name: str, data_dir: str, precision: str, beams: list[int], max_tokens: int = MAX_TOKENS,
+    inter_threads: int | str = "auto", split: str = "test_2016_flickr",
+    cache_dir: str | None = None,
+) -> dict:  # fmt: skip
+    """`decode_child` of model `name` on Multi30k in `data_dir`, in a fresh process, with
+    `precision` 32-true, bf16-mixed or int8 (the fp32 model with int8 matmul weights)."""
+    trained = "32-true" if precision == "int8" else precision
+    overrides = model_overrides(name, data_dir, trained, cache_dir)
+    return in_fresh_process(decode_child, overrides, split, LENGTH, beams, max_tokens,
+                            precision == "int8", inter_threads)  # fmt: skip
+
+
 def speed_benchmark(
     data_dir: str, models: list[str], precisions: list[str], steps: int = 60, warmup: int = 20,
     repeats: int = 2, beams: tuple[int, ...] = (1, 5, 12), split: str = "test_2016_flickr",
@@ -173,7 +187,8 @@ def speed_benchmark(
             plain = statistics.median(r["tok_s"] for r in runs["plain"])
             ours = statistics.median(r["tok_s"] for r in runs["lightning"])
             flops = runs["lightning"][0]["flops_per_token"]
-            decode = in_fresh_process(decode_child, overrides, split, 20, list(beams))
+            decode = decode_run(name, data_dir, precision, list(beams), split=split,
+                                cache_dir=cache_dir)  # fmt: skip
             row = {
                 "model": name, "precision": precision, "tok_s": round(ours),
                 "plain_tok_s": round(plain), "vs_plain": round(ours / plain, 3),
@@ -213,10 +228,8 @@ def decode_benchmark(
         cases = [(p, b, t) for p in precisions for b in budgets for t in inter_threads]
         runs: dict[tuple, list[dict]] = {case: [] for case in cases}
         for precision, budget, threads in rounds(cases, repeats):
-            trained = "32-true" if precision == "int8" else precision
-            overrides = model_overrides(name, data_dir, trained, cache_dir)
-            run = in_fresh_process(decode_child, overrides, split, 20, list(beams), budget,
-                                   precision == "int8", threads)  # fmt: skip
+            run = decode_run(name, data_dir, precision, list(beams), budget, threads, split,
+                             cache_dir)  # fmt: skip
             runs[precision, budget, threads].append(run)
         for (precision, budget, threads), case_runs in runs.items():
             rates = {k: round(statistics.median(r[k] for r in case_runs), 1)
