@@ -18,6 +18,7 @@ from seq2seq.models.lstm import (
     final_states,
     lstm_cell,
     recurrence,
+    run_rnn,
 )
 from seq2seq.search import generate
 from tests.helpers import CONF, random_batch, tiny_lstm
@@ -210,6 +211,39 @@ def test_residual_stack_without_residuals_is_the_fused_lstm():
     torch.testing.assert_close(y, y_fused)
     torch.testing.assert_close(h, h_fused)
     torch.testing.assert_close(c, c_fused)
+
+
+def test_run_rnn_draws_a_stacked_lstms_dropout_between_layers(monkeypatch):
+    torch.manual_seed(0)
+    lstm = nn.LSTM(8, 16, 3, batch_first=True, dropout=0.5)
+    plain = nn.LSTM(8, 16, 3, batch_first=True)
+    plain.load_state_dict(lstm.state_dict())
+    x = torch.randn(4, 5, 8)
+    hx = (torch.randn(3, 4, 16), torch.randn(3, 4, 16))
+
+    def results(rnn):
+        rnn.zero_grad()
+        y, (h, c) = run_rnn(rnn, x, hx)
+        (y.square().sum() + h.sum() + c.sum()).backward()
+        return [y, h, c] + [p.grad.clone() for p in rnn.parameters()]
+
+    # Without the dropout itself, it is the same stacked LSTM, gradients included.
+    calls = []
+    monkeypatch.setattr(lstm_module.Dropout, "forward", lambda self, t: calls.append(1) or t)
+    for got, want in zip(results(lstm), results(plain), strict=True):
+        torch.testing.assert_close(got, want)
+    assert len(calls) == 2  # between the 3 layers, not after the last
+    monkeypatch.undo()
+    # With it, the first layer is untouched and the layers above see dropped inputs.
+    y, (h, c) = run_rnn(lstm, x, hx)
+    y_plain, (h_plain, c_plain) = plain(x, hx)
+    torch.testing.assert_close(h[0], h_plain[0])
+    torch.testing.assert_close(c[0], c_plain[0])
+    assert not torch.allclose(h[1:], h_plain[1:]) and not torch.allclose(y, y_plain)
+    # Evaluating, it is nn.LSTM's own call.
+    lstm.eval()
+    for got, want in zip(run_rnn(lstm, x, hx), lstm(x, hx)):
+        torch.testing.assert_close(got, want)
 
 
 def test_residual_adds_each_stacked_layers_input():
