@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import cache
 
 import torch
 from torch import Tensor, nn
@@ -190,6 +191,13 @@ class ResidualStack(nn.Module):
         return x, torch.cat(finals)
 
 
+@cache
+def _between(p: float) -> Dropout:
+    """`run_rnn`'s dropout between layers: one stateless module per probability, not one per
+    call (an encoder runs a call per length segment)."""
+    return Dropout(p)
+
+
 def run_rnn(
     rnn: nn.Module, x: Tensor | PackedSequence, hx: Hidden | None = None
 ) -> tuple[Tensor | PackedSequence, Hidden]:
@@ -206,7 +214,7 @@ def run_rnn(
     if hx is None:
         zeros = x.new_zeros(rnn.num_layers, x.size(0 if rnn.batch_first else 1), rnn.hidden_size)
         hx = (zeros, zeros)
-    between, names = Dropout(rnn.dropout), WEIGHTS if rnn.bias else WEIGHTS[:2]
+    between, names = _between(rnn.dropout), WEIGHTS if rnn.bias else WEIGHTS[:2]
     hs, cs = [], []
     for i in range(rnn.num_layers):
         weights = [getattr(rnn, f"{name}_l{i}") for name in names]
