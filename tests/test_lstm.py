@@ -179,6 +179,43 @@ def test_final_states_by_length_segments_equal_packing(options, lens):
         assert grad[n:].abs().sum() == 0  # padding gets no gradient
 
 
+def test_a_stacked_lstm_holds_its_state_through_padding(monkeypatch):
+    # On a CPU a stacked nn.LSTM's encoder runs each layer over the padded batch in one call,
+    # padding steps holding the state (`_held_final_states`). Training, with dropout between
+    # the layers, must give packing's values and gradients whatever the padding holds, and so
+    # must bf16 autocast (against the segments, to bf16's precision).
+    torch.manual_seed(0)
+    rnn = nn.LSTM(8, 16, 3, batch_first=True, dropout=0.5).train()
+    plain = nn.LSTM(8, 16, 3, batch_first=True).train()
+    plain.load_state_dict(rnn.state_dict())
+    lens = torch.tensor([5, 2, 7, 2, 1])
+    pad = (torch.arange(7) >= lens[:, None]).unsqueeze(-1)
+    x = torch.randn(5, 7, 8).masked_fill(pad, 0.0)
+    seed = torch.randn(3, 5, 16)
+
+    def run(module, fn, x):
+        x = x.clone().requires_grad_()
+        module.zero_grad()
+        h, c = fn(x)
+        ((h.float() * seed).sum() + (c.float() * seed).square().sum()).backward()
+        return [h, c, x.grad] + [p.grad.clone() for p in module.parameters()]
+
+    calls = []
+    monkeypatch.setattr(lstm_module.Dropout, "forward", lambda self, t: calls.append(1) or t)
+    held = run(rnn, lambda x_: final_states(rnn, x_, lens), x.masked_fill(pad, 1e6))
+    assert len(calls) == 2  # between the 3 layers
+    packed = run(plain, lambda x_: plain(pack_padded_sequence(x_, lens, True, False))[1], x)
+    for got, want in zip(held, packed, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    assert held[2][pad.expand_as(x)].abs().sum() == 0  # padding gets no gradient
+    with torch.autocast("cpu", torch.bfloat16):
+        held = run(rnn, lambda x_: final_states(rnn, x_, lens), x)
+        segments = run(rnn, lambda x_: lstm_module._segments(rnn, x_, lens), x)
+    assert held[0].dtype == torch.bfloat16
+    for got, want in zip(held, segments, strict=True):
+        torch.testing.assert_close(got.float(), want.float(), rtol=2e-2, atol=2e-2)
+
+
 def test_sutskever2014_has_384M_parameters():
     # §3.4: "The resulting LSTM has 384M parameters" with 160k source / 80k target words.
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
