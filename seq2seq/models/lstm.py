@@ -193,8 +193,8 @@ class ResidualStack(nn.Module):
 
 @cache
 def _between(p: float) -> Dropout:
-    """`run_rnn`'s dropout between layers: one stateless module per probability, not one per
-    call (an encoder runs a call per length segment)."""
+    """The dropout between a stacked LSTM's layers (`run_rnn`, `_held_final_states`): one
+    stateless module per probability, not one per call."""
     return Dropout(p)
 
 
@@ -280,7 +280,7 @@ def _held_final_states(rnn: nn.LSTM, x: Tensor, lens: Tensor) -> tuple[Tensor, T
         if i and rnn.training and rnn.dropout:
             x = _between(rnn.dropout)(x)
         x = torch.cat([x, flag.to(x.dtype)], -1)
-        if i == 0:  # any input there is zeroed; the layers above read outputs within +-1
+        if i == 0:  # zeroed at padding; the layers above read h, |h| < 1 (before dropout)
             x[..., :-1].masked_fill_(flag, 0.0)
         zeros = x.new_zeros(1, B, H)
         x, _, c = torch.lstm(x, (zeros, zeros),
