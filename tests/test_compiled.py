@@ -1,10 +1,12 @@
 import pytest
 import torch
+from torch import nn
 from torch._dynamo.utils import counters
 
 from seq2seq.errors import UserError
 from seq2seq.loss import teacher_forced_losses
 from seq2seq.models.compiled import compile_backend, compile_features
+from tests.helpers import tiny_lstm
 from tests.test_transformer import tiny_transformer
 
 
@@ -22,10 +24,20 @@ def test_unknown_compile_setting_is_one_line(setting):
         compile_backend(setting)
 
 
-def test_compiled_training_step_equals_the_eager_one(recwarn):
+def lstm_with_dropout() -> nn.Module:
+    model = tiny_lstm(layers=3)  # its encoder holds its state through padding on a CPU
+    model.encoder.dropout = model.decoder.dropout = 0.3  # between the layers
+    return model
+
+
+@pytest.mark.parametrize(
+    "make", [lambda: tiny_transformer(dropout=0.1), lstm_with_dropout], ids=["transformer", "lstm"]
+)
+def test_compiled_training_step_equals_the_eager_one(make, recwarn):
     """`compile=eager` traces the teacher-forced pass with dynamo (no code generation, so the
     test stays fast): same loss and gradients, dropout included, and the same weights' names;
-    the positional encodings are computed in the graph, not read from their eager cache."""
+    the Transformer's positional encodings are computed in the graph, not read from their
+    eager cache."""
     batch = {
         "src": torch.tensor([[5, 6, 7, 2], [8, 9, 2, 0]]),
         "src_lens": torch.tensor([4, 3]),
@@ -34,7 +46,7 @@ def test_compiled_training_step_equals_the_eager_one(recwarn):
     }
     results = []
     for setting in (False, "eager"):
-        model = compile_features(tiny_transformer(dropout=0.1).train(), setting)
+        model = compile_features(make().train(), setting)
         counters.clear()
         torch.manual_seed(0)
         loss, _ = teacher_forced_losses(model, batch, label_smoothing=0.1)
