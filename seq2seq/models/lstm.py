@@ -207,23 +207,30 @@ def run_rnn(
     much per element (torch's profiler, model A of README "Speed": 18 ms of a 440 ms bf16 step).
     Same function; model A's bf16 training step ran 1.5-2.3% faster (three ad-hoc runs of 100
     steps in one process, alternating with the old path's)."""
-    if not (type(rnn) is nn.LSTM and rnn.training and rnn.dropout and rnn.num_layers > 1
-            and isinstance(x, Tensor) and x.device.type == "cpu"
-            and not rnn.bidirectional and not rnn.proj_size):  # fmt: skip
+    if not (_one_way_lstm(rnn) and rnn.training and rnn.dropout and rnn.num_layers > 1
+            and isinstance(x, Tensor) and x.device.type == "cpu"):  # fmt: skip
         return rnn(x, hx)
     if hx is None:
         zeros = x.new_zeros(rnn.num_layers, x.size(0 if rnn.batch_first else 1), rnn.hidden_size)
         hx = (zeros, zeros)
-    between, names = _between(rnn.dropout), WEIGHTS if rnn.bias else WEIGHTS[:2]
+    between = _between(rnn.dropout)
     hs, cs = [], []
     for i in range(rnn.num_layers):
-        weights = [getattr(rnn, f"{name}_l{i}") for name in names]
-        state = (hx[0][i : i + 1], hx[1][i : i + 1])
-        x, h, c = torch.lstm(between(x) if i else x, state, weights, rnn.bias, 1, 0.0, True,
-                             False, rnn.batch_first)  # fmt: skip
+        x, h, c = torch.lstm(between(x) if i else x, _layer(hx, i), _weights(rnn, i), rnn.bias, 1,
+                             0.0, True, False, rnn.batch_first)  # fmt: skip
         hs.append(h)
         cs.append(c)
     return x, (torch.cat(hs), torch.cat(cs))
+
+
+def _one_way_lstm(rnn: nn.Module) -> bool:
+    """A stacked `nn.LSTM` whose layers `torch.lstm` can run one at a time (`_weights`)."""
+    return type(rnn) is nn.LSTM and not rnn.bidirectional and not rnn.proj_size
+
+
+def _weights(rnn: nn.LSTM, i: int) -> list[Tensor]:
+    """Layer i's weights of a `_one_way_lstm`, as `torch.lstm` takes them."""
+    return [getattr(rnn, f"{name}_l{i}") for name in (WEIGHTS if rnn.bias else WEIGHTS[:2])]
 
 
 def _layer(hx: Hidden, i: int) -> Hidden:
@@ -247,7 +254,7 @@ def final_states(rnn: nn.Module, x: Tensor, lens: Tensor) -> Hidden:
     if x.device.type != "cpu":
         packed = pack_padded_sequence(x, lens, batch_first=True, enforce_sorted=False)
         return run_rnn(rnn, packed)[1]
-    if type(rnn) is nn.LSTM and rnn.batch_first and not rnn.bidirectional and not rnn.proj_size:
+    if _one_way_lstm(rnn) and rnn.batch_first:
         return _held_final_states(rnn, x, lens)
     return _segments(rnn, x, lens)
 
@@ -267,16 +274,15 @@ def _held_final_states(rnn: nn.LSTM, x: Tensor, lens: Tensor) -> tuple[Tensor, T
     as packing (a test checks both), and in model A of README "Speed" 1.2x as fast
     as one call per distinct length, whose many short calls oneDNN runs far below its speed on
     long ones (bf16, the encoder's forward and backward over real batches, ad hoc)."""
-    B, T = x.shape[:2]
-    H, names = rnn.hidden_size, WEIGHTS if rnn.bias else WEIGHTS[:2]
+    (B, T), H = x.shape[:2], rnn.hidden_size
     lens = lens.to(x.device)
     flag = (torch.arange(T, device=x.device) >= lens[:, None]).unsqueeze(-1)  # (B, T, 1)
     rows, last = torch.arange(B, device=x.device), lens - 1
+    hold = rnn.weight_ih_l0.new_zeros(4 * H, 1)  # the flag's weights, gate rows i, f, g, o
+    hold[:H], hold[H : 2 * H] = -HOLD, HOLD
     hs, cs = [], []
     for i in range(rnn.num_layers):
-        w_ih, *weights = (getattr(rnn, f"{name}_l{i}") for name in names)
-        hold = w_ih.new_zeros(4 * H, 1)  # gate rows i, f, g, o
-        hold[:H], hold[H : 2 * H] = -HOLD, HOLD
+        w_ih, *weights = _weights(rnn, i)
         if i and rnn.training and rnn.dropout:
             x = _between(rnn.dropout)(x)
         x = torch.cat([x, flag.to(x.dtype)], -1)
