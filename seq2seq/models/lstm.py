@@ -275,7 +275,6 @@ def _held_final_states(rnn: nn.LSTM, x: Tensor, lens: Tensor) -> tuple[Tensor, T
     as one call per distinct length, whose many short calls oneDNN runs far below its speed on
     long ones (bf16, the encoder's forward and backward over real batches, ad hoc)."""
     (B, T), H = x.shape[:2], rnn.hidden_size
-    lens = lens.to(x.device)
     flag = (torch.arange(T, device=x.device) >= lens[:, None]).unsqueeze(-1)  # (B, T, 1)
     rows, last = torch.arange(B, device=x.device), lens - 1
     hold = rnn.weight_ih_l0.new_zeros(4 * H, 1)  # the flag's weights, gate rows i, f, g, o
