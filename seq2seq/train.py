@@ -71,6 +71,47 @@ class PeriodicCheckpoint(ModelCheckpoint):
             super().on_train_batch_end(trainer, module, outputs, batch, batch_idx)
 
 
+class ValidateAfterStep(pl.Callback):
+    """With gradient accumulation, validation (and the `best.ckpt` and `last.ckpt` written
+    there) waits for a batch where the optimizer has just stepped (`optimizer_stepped`):
+    Lightning's batch interval (`trainer.val_check_interval`, an int or a fraction of the
+    epoch) is rounded up to a multiple of `accumulate_grad_batches`, at most the epoch's last
+    batch (which always steps). A checkpoint written between two steps would resume with the
+    gradients accumulated since the last step lost.
+
+    Set at the start of training (a resumed run too) and of each epoch, after Lightning has
+    computed the interval for the epoch's batches."""
+
+    def __init__(self) -> None:
+        self.warned = False
+
+    def on_train_start(self, trainer: pl.Trainer, *args: object) -> None:
+        self.align(trainer)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, *args: object) -> None:
+        self.align(trainer)
+
+    def align(self, trainer: pl.Trainer) -> None:
+        k, every = trainer.accumulate_grad_batches, trainer.val_check_batch
+        if k == 1 or not isinstance(every, int):
+            return  # no accumulation, or validation by time or at the epoch's end only
+        batches = trainer.num_training_batches
+        aligned = -(-every // k) * k
+        if trainer.check_val_every_n_epoch is not None:  # counted within the epoch
+            aligned = min(aligned, batches)
+        elif batches % k and not self.warned:  # counted over all epochs, which step at their end
+            self.warned = True
+            log.warning(
+                "trainer.check_val_every_n_epoch=null with %d batches an epoch, not a multiple "
+                "of accumulate_grad_batches=%d: validations may fall between optimizer steps",
+                batches, k,
+            )  # fmt: skip
+        if aligned != every:
+            log.info("validating every %d batches (a multiple of accumulate_grad_batches=%d), "
+                     "not %d", aligned, k, every)  # fmt: skip
+            trainer.val_check_batch = aligned
+
+
 def periodic_checkpoints(cfg: DictConfig, run_dir: Path) -> list[ModelCheckpoint]:
     """Keep the `keep_last` latest checkpoints, written every N steps or minutes (for averaging)."""
     if not cfg.keep_last:
@@ -220,7 +261,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
         auto_insert_metric_name=False,
     )
     callbacks = [checkpoints, *periodic_checkpoints(cfg.checkpoint, run_dir),
-                 SaveOnSigterm(run_dir / "last.ckpt"),
+                 SaveOnSigterm(run_dir / "last.ckpt"), ValidateAfterStep(),
                  *(instantiate(c) for c in cfg.get("callbacks", {}).values())]  # fmt: skip
     ckpt_path = resume_from(cfg.get("resume"), run_dir)
     # A resumed run logs to logs/resume<N>/ so the interrupted run's metrics.csv is kept.

@@ -19,7 +19,7 @@ from seq2seq.checkpoint import (
 from seq2seq.data.batching import collate, encode_sources
 from seq2seq.data.tokenizer import EOS
 from seq2seq.errors import UserError
-from seq2seq.train import PeriodicCheckpoint
+from seq2seq.train import PeriodicCheckpoint, ValidateAfterStep
 from seq2seq.translate import translate_texts
 from tests.helpers import tiny_setup
 
@@ -173,6 +173,27 @@ def test_periodic_checkpoints_only_where_the_optimizer_stepped(monkeypatch):
     for batch_idx in range(5):
         periodic.on_train_batch_end(trainer, None, None, None, batch_idx)
     assert calls == [1, 3, 4]
+
+
+def test_validation_waits_for_the_optimizer_step():
+    """Lightning's validation interval, in batches, rounded up to a multiple of the batches
+    accumulated per step, at most the epoch's last batch; left alone where nothing is
+    accumulated, it is already a multiple, or validation is not batch-based."""
+
+    def aligned(every, k=2, batches=32, per_epoch=1):
+        trainer = types.SimpleNamespace(accumulate_grad_batches=k, val_check_batch=every,
+                                        num_training_batches=batches,
+                                        check_val_every_n_epoch=per_epoch)  # fmt: skip
+        ValidateAfterStep().align(trainer)
+        return trainer.val_check_batch
+
+    assert [aligned(e) for e in (1, 3, 4, 15, 31, 32)] == [2, 4, 4, 16, 32, 32]
+    assert aligned(7, k=4, batches=30) == 8
+    assert aligned(29, k=4, batches=30) == 30  # the last batch steps, whatever the count
+    assert aligned(50, k=4, batches=30, per_epoch=None) == 52  # counted over the epochs
+    assert aligned(3, k=1) == 3
+    assert aligned(float("inf")) == float("inf")  # an iterable dataset: the epoch's end
+    assert aligned(None) is None  # time-based validation
 
 
 def test_decoding_starts_without_lightning():

@@ -414,6 +414,26 @@ def test_sigterm_waits_for_the_accumulated_step(tmp_path):
     same_weights(a, b, past_step=15)
 
 
+def test_validation_checkpoints_wait_for_the_accumulated_step(tmp_path):
+    """Accumulating over 2 batches and validating every 7 of an epoch's 16: validation, and
+    the best and last checkpoints written there, come after batches 8 and 16, where the
+    optimizer has just stepped (they came after batches 7 and 14, and a run resumed from
+    them lost those batches' gradients)."""
+    accumulating = [*(a.replace("max_epochs=2", "max_epochs=1") for a in RESUMABLE),
+                    "data.num_train=500", "trainer.accumulate_grad_batches=2",
+                    "trainer.val_check_interval=7", "checkpoint.keep_last=0"]  # fmt: skip
+    epochs = (f"{{_target_: pytorch_lightning.callbacks.ModelCheckpoint, save_top_k: -1, "
+              f"dirpath: {tmp_path / 'at_val'}, every_n_epochs: 1, save_on_train_epoch_end: false, "
+              f"filename: '{{step}}'}}")  # fmt: skip
+    run("train.py", *accumulating, f"hydra.run.dir={tmp_path}", f"+callbacks.val={epochs}")
+    written = {}
+    for path in (tmp_path / "at_val").glob("*.ckpt"):
+        ckpt = torch.load(path, weights_only=True)
+        progress = ckpt["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]
+        written[ckpt["global_step"]] = progress["processed"]
+    assert written == {4: 8, 8: 16}  # optimizer steps: batches processed
+
+
 def test_ddp_on_two_cpu_processes(tmp_path):
     """A real 2-process DDP run (gloo) through the entry point: each rank trains on and
     validates its own shard of the length-bucketed batches, validation BLEU is over the whole
