@@ -29,8 +29,10 @@ class Hypothesis:
 
 
 def max_lengths(src_lens: Tensor, max_len_a: int, max_len_b: float) -> Tensor:
-    """(B,) longest allowed output per sentence, EOS included."""
-    return (max_len_a + max_len_b * src_lens.float()).long().clamp(min=1)
+    """(B,) longest allowed output per sentence, EOS included: int(a + b * length), in double
+    precision as Python computes it (in float32, 10 + 1.3 * 90 came out as 126.99999), on the
+    CPU (some devices have no float64)."""
+    return (max_len_a + max_len_b * src_lens.cpu().double()).long().clamp(min=1)
 
 
 def forced_length(tokens: int) -> dict[str, int | float]:

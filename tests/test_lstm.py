@@ -120,6 +120,12 @@ def test_only_float32_lstms_on_a_cpu_are_rebuilt_and_only_for_inference():
             fast.decode_step(prev, fast.encode(src, lens))[0],
             model.decode_step(prev, model.encode(src, lens))[0],
         )
+    fast.eval()  # with autograd on (eval mode), too: gradients reach the trained weights
+    for m in (model.eval(), fast):
+        logp, _ = m.decode_step(prev, m.encode(src, lens))
+        logp[:, 5].sum().backward()
+    torch.testing.assert_close(fast.src_embed.weight.grad, model.src_embed.weight.grad)
+    assert fast.src_embed.weight.grad.abs().sum() > 0
 
 
 def test_select_reorders_state_rows():

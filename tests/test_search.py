@@ -12,6 +12,7 @@ from seq2seq.search import (
     generate,
     greedy_search,
     length_normalise,
+    max_lengths,
     top_candidates,
 )
 from tests.helpers import random_batch, tiny_lstm
@@ -91,6 +92,12 @@ def test_max_length_rule():
             assert all(t not in (PAD, BOS, EOS) for t in h.tokens)
 
 
+def test_max_lengths_as_python_computes_them():
+    lens = torch.arange(0, 300)
+    for a, b in itertools.product((0, 10, 50), (0.5, 0.7, 1.1, 1.2, 1.3, 1.5, 2.0)):
+        assert max_lengths(lens, a, b).tolist() == [max(1, int(a + b * n)) for n in range(300)]
+
+
 def test_length_penalties():
     assert length_normalise(-6.0, 3, "none", 0.6) == -6.0
     assert length_normalise(-6.0, 3, "average", 0.6) == -2.0
@@ -167,6 +174,8 @@ def test_output_log_probs_are_the_float32_log_softmax(bias):
     out, features = torch.nn.Linear(16, 700, bias=bias), torch.randn(5, 16)
     expected = out(features).log_softmax(-1)
     torch.testing.assert_close(output_log_probs(out, features), expected)
+    output_log_probs(out, features)[:, 3].sum().backward()  # with autograd on, too
+    torch.testing.assert_close(out.weight.grad[3], (1 - expected[:, 3].exp()) @ features)
     low = output_log_probs(out.bfloat16(), features.bfloat16())
     assert low.dtype == torch.float32
     torch.testing.assert_close(low, expected, atol=0.05, rtol=0.01)

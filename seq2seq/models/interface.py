@@ -115,8 +115,8 @@ def output_log_probs(out: nn.Module, features: Tensor) -> Tensor:
     The matmul runs in the features' dtype; the bias is added (by the matmul itself in
     float32), and the log-softmax taken in place, in float32 (on a CPU,
     `out(features).log_softmax(-1, dtype=float32)` on bf16 took 1-2x longer in a quick timing:
-    a broadcast bias copy and a second (B, V) buffer). An int8 layer (`precision=int8`, not an
-    `nn.Linear`) returns float32 logits itself."""
+    a broadcast bias copy and a second (B, V) buffer); with autograd on, out of place. An
+    int8 layer (`precision=int8`, not an `nn.Linear`) returns float32 logits itself."""
     if not isinstance(out, nn.Linear):
         logits = out(features).float()
     elif out.bias is not None and features.dtype == torch.float32:
@@ -125,4 +125,6 @@ def output_log_probs(out: nn.Module, features: Tensor) -> Tensor:
         logits = (features @ out.weight.t()).float()
         if out.bias is not None:
             logits.add_(out.bias.float())
+    if logits.requires_grad:  # autograd has no derivative for the in-place (out=) form
+        return logits.log_softmax(-1)
     return torch.log_softmax(logits, -1, out=logits)

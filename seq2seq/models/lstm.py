@@ -384,7 +384,7 @@ class LSTMSeq2Seq(nn.Module):
     def encode(self, src: Tensor, src_lens: Tensor) -> State:
         # Each sentence's final state is the one at its own last token, so padding never
         # changes a real sentence's result.
-        if self.fast is not None and not self.training:  # it embeds the ids itself
+        if self.inferring():  # it embeds the ids itself
             return _state(final_states(self.fast["encoder"], src, src_lens.cpu()))
         x = self.dropout(self.src_embed(src))  # (B, S, E)
         return _state(final_states(self.encoder, x, src_lens.cpu()))
@@ -417,8 +417,15 @@ class LSTMSeq2Seq(nn.Module):
                 "decoder": InferenceLSTM(self.decoder, self.tgt_embed),
             })  # fmt: skip
 
+    def inferring(self) -> bool:
+        """Whether encoding and decoding steps run the `InferenceLSTM`s: prepared, in eval
+        mode, and without autograd (the rebuilt cells update their gates in place; with
+        gradients enabled, as for a saliency map of a loaded model, the trained recurrences
+        run)."""
+        return self.fast is not None and not self.training and not torch.is_grad_enabled()
+
     def decode_step(self, prev: Tensor, state: State) -> tuple[Tensor, State]:
-        if self.fast is not None and not self.training:
+        if self.inferring():
             hx = (state["h"].transpose(0, 1), state["c"].transpose(0, 1))
             y, final = self.fast["decoder"](prev.unsqueeze(1), hx)
             return output_log_probs(self.out, y[:, 0]), _state(final)
