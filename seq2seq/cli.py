@@ -109,7 +109,8 @@ def one_line(e: BaseException) -> str | None:
 
 def number_type_errors(cfg: DictConfig, defaults: DictConfig, keys: list[str]) -> list[str]:
     """The `keys` that `cfg` sets to text where `defaults` (the same config without those
-    overrides) has a number, each as `key=value: expected ...`."""
+    overrides) has a number, or to anything but true or false where it has a boolean (Python
+    would take `data.reverse_source=no` as true), each as `key=value: expected ...`."""
     errors = []
     for key in keys:
         try:
@@ -117,8 +118,13 @@ def number_type_errors(cfg: DictConfig, defaults: DictConfig, keys: list[str]) -
             default = OmegaConf.select(defaults, key, throw_on_missing=False)
         except Exception:  # an interpolation that does not resolve: reported where it is used
             continue
+        if isinstance(default, bool):
+            if not isinstance(value, bool) and value is not None:
+                errors.append(f"{key}={value}: expected true or false (the default is "
+                              f"{str(default).lower()})")  # fmt: skip
+            continue
         # "auto" is Lightning's word for a count it picks (trainer.devices=auto)
-        if not isinstance(value, str) or value == "auto" or isinstance(default, bool):
+        if not isinstance(value, str) or value == "auto":
             continue
         if isinstance(default, int):
             errors.append(f"{key}={value}: expected an integer (the default is {default})")

@@ -2,10 +2,38 @@
 
 from __future__ import annotations
 
+import inspect
 import math
+from collections.abc import Callable
+from typing import Any
 
+from hydra.utils import instantiate
+from omegaconf import DictConfig
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
+
+from seq2seq.errors import UserError
+
+
+def factories(optim: DictConfig) -> tuple[Callable[..., Any], Callable[..., Any] | None]:
+    """The optimizer and (optional) scheduler factories of an `optim` config (`_partial_`
+    targets), or a one-line error for settings their targets do not take, as when an
+    experiment's schedule settings for one `optim=` option are merged into another."""
+
+    hint = "settings meant for another optim= option? `--cfg job` prints the composed config"
+
+    def factory(key: str) -> Callable[..., Any]:
+        node = optim[key]
+        if not isinstance(node, DictConfig) or "_target_" not in node:
+            raise UserError(f"optim.{key}: no _target_ (it holds {node}); {hint}")
+        made = instantiate(node)
+        try:
+            inspect.signature(made.func).bind_partial(*made.args, **made.keywords)
+        except TypeError as e:
+            raise UserError(f"optim.{key}={node._target_}: {e}; {hint}") from None
+        return made
+
+    return factory("optimizer"), factory("scheduler") if optim.scheduler else None
 
 
 def halving(

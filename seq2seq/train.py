@@ -24,6 +24,7 @@ from seq2seq.data.datamodule import build_datamodule
 from seq2seq.errors import UserError
 from seq2seq.models.compiled import compile_backend
 from seq2seq.module import TranslationModule
+from seq2seq.optim import factories
 from seq2seq.precision import resolve_precision
 
 log = logging.getLogger(__name__)
@@ -227,7 +228,8 @@ def resume_from(resume: str | None, run_dir: Path) -> str | None:
 def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     """Train as configured; tokenizer, checkpoints and logs go to `run_dir`. Returns a summary."""
     run_dir = Path(run_dir)
-    compile_backend(cfg.compile)  # a bad value fails before the data is prepared
+    compile_backend(cfg.compile)  # bad values fail before the data is prepared
+    optimizer, scheduler = factories(cfg.optim)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the seed is in config.yaml
     datamodule = build_datamodule(cfg.data)
     tokenizer = datamodule.prepare_tokenizer()
@@ -239,8 +241,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
         model_config=model_config(cfg, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size),
         tokenizer=tokenizer,
         data_config=OmegaConf.to_container(cfg.data, resolve=True),
-        optimizer=instantiate(optim.optimizer),
-        scheduler=instantiate(optim.scheduler) if optim.scheduler else None,
+        optimizer=optimizer,
+        scheduler=scheduler,
         label_smoothing=optim.label_smoothing,
         loss_per=optim.loss_per,
         nonfinite=optim.nonfinite,

@@ -247,8 +247,9 @@ def test_text_for_a_number(tmp_path):
                                             "trainer.devices=auto", "model.d_model=512",
                                             "data.reverse_source=yes"])  # fmt: skip
     assert number_type_errors(given, defaults, keys) == [
-        "optim.optimizer.lr=fast: expected a number (the default is 0.002)"
-    ]  # devices=auto is Lightning's; a bool is not a number
+        "optim.optimizer.lr=fast: expected a number (the default is 0.002)",
+        "data.reverse_source=yes: expected true or false (the default is true)",
+    ]  # devices=auto is Lightning's
 
 
 def test_unknown_compile_backend(tmp_path):

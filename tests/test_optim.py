@@ -2,8 +2,11 @@ import math
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 
-from seq2seq.optim import halving, inverse_sqrt
+from seq2seq.errors import UserError
+from seq2seq.optim import factories, halving, inverse_sqrt
+from tests.helpers import CONF
 
 
 def test_halving_after_five_epochs_every_half_epoch():
@@ -45,3 +48,29 @@ def test_inverse_sqrt_peak_form():
     assert math.isclose(lrs[399], 5e-4 * 0.5)  # four times the warm-up: half the peak
     with pytest.raises(ValueError, match="warmup=0"):
         inverse_sqrt(opt, warmup=0)
+
+
+def test_choosing_an_optim_option_replaces_the_experiments_schedule():
+    """The demo's schedule is an option of its own (optim=adam_halving), so another optim=
+    choice replaces it whole: optim=sgd_halving is the paper's, not the demo's epochs."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        paper = compose("train", overrides=["optim=sgd_halving"]).optim.scheduler
+        warmup = compose("train", overrides=["optim=adam_inverse_sqrt", "model=transformer"])
+        mixed = compose("train", overrides=["experiment=multi30k_transformer", "optim=adam"])
+        halving = compose("train", overrides=["experiment=multi30k_transformer",
+                                              "optim=sgd_halving"])  # fmt: skip
+    assert (paper.start_epoch, paper.every_epochs) == (5, 0.5)
+    optimizer, scheduler = factories(warmup.optim)
+    assert scheduler.func is inverse_sqrt and optimizer.func is torch.optim.Adam
+    hint = "settings meant for another optim= option? `--cfg job` prints the composed config"
+    with pytest.raises(UserError) as e:  # the experiment's warm-up settings, no schedule
+        factories(mixed.optim)
+    assert str(e.value) == (
+        f"optim.scheduler: no _target_ (it holds {{'warmup': 400, 'd_model': None}}); {hint}"
+    )
+    with pytest.raises(UserError) as e:
+        factories(halving.optim)
+    assert str(e.value) == (
+        f"optim.scheduler=seq2seq.optim.halving: got an unexpected keyword argument 'warmup'; "
+        f"{hint}"
+    )
