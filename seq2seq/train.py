@@ -14,11 +14,11 @@ from typing import Any
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import Checkpoint, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.plugins import TorchCheckpointIO
 
-from seq2seq.checkpoint import read_checkpoint, save_checkpoint
+from seq2seq.checkpoint import read_checkpoint, same_tokenizer, save_checkpoint
 from seq2seq.cli import model_config
 from seq2seq.data.datamodule import build_datamodule
 from seq2seq.errors import UserError
@@ -134,16 +134,33 @@ def periodic_checkpoints(cfg: DictConfig, run_dir: Path) -> list[ModelCheckpoint
     ]
 
 
-class SaveOnSigterm(pl.Callback):
-    """SLURM sends SIGTERM before pre-empting a job: finish the batch, write `last.ckpt`
-    (Lightning then stops the run); the resubmitted job continues with `resume=auto`.
+class LastCheckpoint(ModelCheckpoint):
+    """`last.ckpt` at every validation, whether or not it is the best so far (Lightning >= 2.6's
+    `save_last` writes it only where a best checkpoint is written too); where training stops
+    between validations, `SaveOnStop` writes it. A class of its own, so its state key differs
+    from a user's ModelCheckpoint with the same settings."""
 
-    Lightning's handler marks the run as stopping whenever the signal arrives, and its loop
-    stops at the end of the batch. A signal arriving after this callback's `on_train_batch_end`
-    but before that check (while the other callbacks write their checkpoints) would stop the
-    run with no `last.ckpt` of its own. So the signal is held until the next batch's end,
-    then handed to Lightning's handler; with gradient accumulation, until the next batch at
-    whose end the optimizer steps (`optimizer_stepped`), so no accumulated gradient is lost.
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__(dirpath=run_dir, filename="last", save_top_k=1,
+                         save_on_train_epoch_end=False, enable_version_counter=False)  # fmt: skip
+
+
+class SaveOnStop(Checkpoint):
+    """Writes `last.ckpt` at the end of the batch after which training stops, from inside the
+    loop, where Lightning's own checkpoints are written: by `max_steps`, at the last batch of
+    the last epoch, or once something has asked the run to stop (`max_time`, a fractional
+    `max_epochs`, SIGTERM, Ctrl-C). A checkpoint written after `fit` returns had the epoch
+    counted as finished, so a run resumed from a mid-epoch stop skipped the rest of its epoch.
+    A `Checkpoint`, so Lightning runs it after every other callback (`max_time`'s among them).
+
+    SLURM sends SIGTERM before pre-empting a job, and Ctrl-C sends SIGINT: either is held to
+    the end of the batch, then handed to Lightning's SIGTERM handler, whose loop stops there;
+    the resubmitted job continues with `resume=auto`. A second Ctrl-C stops at once, without a
+    checkpoint. A signal arriving after this callback's `on_train_batch_end` but before that
+    check (while other callbacks write their checkpoints) would stop the run with no
+    `last.ckpt` of its own, so it waits for the next batch's end; with gradient accumulation,
+    for the next batch at whose end the optimizer steps (`optimizer_stepped`), so no
+    accumulated gradient is lost. A `max_time` stop waits for that step as well.
 
     Under DDP every rank hands it over at the same batch's end, as soon as any rank holds one
     (one all-reduce of a flag per step, on GPUs a host sync, as Lightning's own per-step SIGTERM
@@ -154,31 +171,66 @@ class SaveOnSigterm(pl.Callback):
         self.path = path
         self.lightning: Callable[..., Any] | None = None
         self.held: tuple[int, Any] | None = None
+        self.sigint: Any = None  # the handler before training
 
     def on_train_start(self, trainer: pl.Trainer, *args: object) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
         handler = signal.getsignal(signal.SIGTERM)  # Lightning's, registered before this hook
-        if callable(handler) and threading.current_thread() is threading.main_thread():
+        if callable(handler):
             self.lightning = handler
             signal.signal(signal.SIGTERM, self.hold)
+        self.sigint = signal.signal(signal.SIGINT, self.hold)
 
     def hold(self, signum: int, frame: Any) -> None:
+        if signum == signal.SIGINT and self.held and self.held[0] == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C
         self.held = (signum, frame)
+
+    def restore(self) -> None:
+        if self.sigint is not None:
+            signal.signal(signal.SIGINT, self.sigint)
+            self.sigint = None
+
+    def on_train_end(self, *args: object) -> None:
+        self.restore()
+
+    def on_exception(self, *args: object) -> None:
+        self.restore()
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any, batch: Any,
         batch_idx: int,
     ) -> None:  # fmt: skip
+        stepped = optimizer_stepped(trainer, batch_idx)
+        signalled = self.held[0] if self.held else signal.SIGTERM
         # any rank's signal (`hold` sets it; a bare bool without DDP), handed over where the
         # optimizer has just stepped (the same batch on every rank)
-        if optimizer_stepped(trainer, batch_idx) and trainer.strategy.reduce_boolean_decision(
-            self.held is not None, all=False
-        ):
+        if stepped and trainer.strategy.reduce_boolean_decision(self.held is not None, all=False):
             if self.lightning is not None:  # now the loop stops after this batch
                 self.lightning(*(self.held or (signal.SIGTERM, None)))
+            else:
+                trainer.should_stop = True
             self.held = None
+        if trainer.should_stop and not stepped:
+            trainer.should_stop = False  # max_time's Timer asks again at the next batch
         if trainer.received_sigterm:  # also from Lightning's own handler, if it was not replaced
             trainer.save_checkpoint(self.path)
-            log.warning("SIGTERM: saved %s; rerun with resume=auto to continue", self.path)
+            name = "Ctrl-C" if signalled == signal.SIGINT else signal.Signals(signalled).name
+            log.warning("%s: saved %s; rerun with resume=auto to continue", name, self.path)
+        elif self.stops_after(trainer, batch_idx):
+            trainer.save_checkpoint(self.path)
+
+    @staticmethod
+    def stops_after(trainer: pl.Trainer, batch_idx: int) -> bool:
+        """Whether training ends after this batch (it may still validate)."""
+        if trainer.should_stop:  # unless min_epochs or min_steps are not reached yet
+            return getattr(trainer.fit_loop, "_can_stop_early", True)
+        if 0 <= trainer.max_steps <= trainer.global_step:
+            return True
+        epochs = trainer.max_epochs
+        last_epoch = epochs is not None and epochs >= 0 and trainer.current_epoch + 1 >= epochs
+        return last_epoch and batch_idx + 1 >= trainer.num_training_batches
 
 
 class StopAtEpoch(pl.Callback):
@@ -225,6 +277,31 @@ def resume_from(resume: str | None, run_dir: Path) -> str | None:
     return None
 
 
+def check_resumable(path: str, module: TranslationModule) -> None:
+    """A one-line error where this run cannot continue from checkpoint `path`: weights that
+    do not fit its model (other sizes or architecture), or another tokenizer (the same ids
+    would mean other words); a warning for changed model settings that leave the weights'
+    shapes as they are (dropout, say), which the run continues with."""
+    ckpt = read_checkpoint(path, key="resume")
+    meta, state, here = ckpt["seq2seq"], ckpt["state_dict"], module.state_dict()
+    before, now = meta["model"], module.model_config
+    keys = [k for k in sorted(before.keys() | now.keys()) if before.get(k) != now.get(k)]
+    changed = ", ".join(f"{k}: {before.get(k)!r} there, {now.get(k)!r} here" for k in keys)
+    misfits = sorted(here.keys() ^ state.keys())
+    misfits += [k for k in sorted(here.keys() & state.keys()) if here[k].shape != state[k].shape]
+    if misfits:
+        raise UserError(f"resume={path}: its weights do not fit this run's model ({len(misfits)} "
+                        f"differ, e.g. {misfits[0]}; {changed or 'same settings'}); resume with "
+                        "its settings, or train into a new run directory")  # fmt: skip
+    if not same_tokenizer(meta["tokenizer"], module.tokenizer.state_dict()):
+        raise UserError(f"resume={path}: trained with another tokenizer than this run's (other "
+                        "data or data.* vocabulary settings); resume with its settings, or train "
+                        "into a new run directory")  # fmt: skip
+    if changed:
+        log.warning("resume=%s: continuing with other model settings than it had (%s)", path,
+                    changed)  # fmt: skip
+
+
 def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     """Train as configured; tokenizer, checkpoints and logs go to `run_dir`. Returns a summary."""
     run_dir = Path(run_dir)
@@ -259,13 +336,16 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
         monitor="val/bleu",
         mode="max",
         save_top_k=1,
-        save_last=True,
         auto_insert_metric_name=False,
     )
-    callbacks = [checkpoints, *periodic_checkpoints(cfg.checkpoint, run_dir),
-                 SaveOnSigterm(run_dir / "last.ckpt"), ValidateAfterStep(),
+    # LastCheckpoint after `checkpoints`, so last.ckpt holds the best score of its validation
+    callbacks = [checkpoints, LastCheckpoint(run_dir),
+                 *periodic_checkpoints(cfg.checkpoint, run_dir),
+                 SaveOnStop(run_dir / "last.ckpt"), ValidateAfterStep(),
                  *(instantiate(c) for c in cfg.get("callbacks", {}).values())]  # fmt: skip
     ckpt_path = resume_from(cfg.get("resume"), run_dir)
+    if ckpt_path:
+        check_resumable(ckpt_path, module)
     # A resumed run logs to logs/resume<N>/ so the interrupted run's metrics.csv is kept.
     log_version = f"resume{len(list(run_dir.glob('logs/resume*'))) + 1}" if ckpt_path else ""
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
@@ -284,9 +364,6 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
         plugins=[CheckpointWriter()],  # temp file + rename; a full disk: one line, old file kept
     )
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-    # Lightning writes last.ckpt when it validates; a run stopped between validations (max_steps,
-    # max_time, Ctrl-C) would lose its final steps. Every rank takes part (DDP).
-    trainer.save_checkpoint(run_dir / "last.ckpt")
 
     best = checkpoints.best_model_score
     summary = {

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import Checkpoint
 
 from seq2seq.data.datamodule import TranslationDataModule
 from seq2seq.data.sources import Demo, pairs_dataset
@@ -146,17 +147,18 @@ class RecordExamples(pl.Callback):
         torch.save(module.state_dict(), self.directory / f"weights_rank{trainer.global_rank}.pt")
 
 
-class SigtermAfterBatch(pl.Callback):
-    """Sends this process SIGTERM at the end of training step `step`, after the callbacks
-    listed before it (train.py's SaveOnSigterm among them) have handled that batch's end; under
-    DDP only on rank `rank` (None: every rank)."""
+class SignalAfterBatch(Checkpoint):
+    """Sends this process signal `sig` at the end of training step `step`, after the other
+    callbacks (train.py's SaveOnStop among them) have handled that batch's end; under DDP only
+    on rank `rank` (None: every rank). A `Checkpoint`, as SaveOnStop is, so Lightning runs it
+    after them (listed later, it stays later)."""
 
-    def __init__(self, step: int, rank: int | None = None) -> None:
-        self.step, self.rank = step, rank
+    def __init__(self, step: int, rank: int | None = None, sig: str = "SIGTERM") -> None:
+        self.step, self.rank, self.sig = step, rank, signal.Signals[sig]
 
     def on_train_batch_end(self, trainer, *args):
         if trainer.global_step == self.step and self.rank in (None, trainer.global_rank):
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), self.sig)
 
 
 def recorded(directory: Path, stage: str, rank: int) -> list[int]:

@@ -29,9 +29,9 @@ from seq2seq.data.tokenizer import TokenizerSpec, tokenizer_key
 from seq2seq.errors import UserError
 from seq2seq.models.lstm import LSTMSeq2Seq
 from seq2seq.score import read_nbest
-from seq2seq.train import CheckpointWriter, resume_from, train
+from seq2seq.train import CheckpointWriter, check_resumable, resume_from, train
 from seq2seq.translate import translate_nbest, translate_texts
-from tests.helpers import CONF, ROOT, tokenizer_for
+from tests.helpers import CONF, ROOT, tiny_setup, tokenizer_for
 
 
 def error_of(script, *args):
@@ -283,6 +283,38 @@ def test_unusable_device(tmp_path, device):
         load_models(tmp_path / "nope.ckpt", device=device)
     assert re.fullmatch(rf"device={device}: not usable here \(.+\); use cpu, cuda or auto",
                         message(e))  # fmt: skip
+
+
+def test_resuming_another_model_or_tokenizer(tmp_path, caplog):
+    """resume= with a checkpoint whose weights do not fit (other sizes) or whose tokenizer
+    differs: one line each; other settings with the same weights: a warning, and it goes on."""
+    module = tiny_setup(300, hidden=32)[1]
+    path = tmp_path / "m.ckpt"
+
+    def write(tokenizer):
+        meta = {"model": module.model_config, "tokenizer": tokenizer, "data": {}}
+        torch.save({"seq2seq": meta, "state_dict": module.state_dict()}, path)
+
+    write(module.tokenizer.state_dict())
+    wider = tiny_setup(300, hidden=48)[1]
+    with pytest.raises(UserError) as e:
+        check_resumable(str(path), wider)
+    assert message(e) == (
+        f"resume={path}: its weights do not fit this run's model (17 differ, e.g. "
+        "model.decoder.bias_hh_l0; hidden_size: 32 there, 48 here); resume with its settings, "
+        "or train into a new run directory"
+    )
+    module.model_config = {**module.model_config, "dropout": 0.3}
+    with caplog.at_level(logging.WARNING, logger="seq2seq.train"):
+        check_resumable(str(path), module)
+    assert "other model settings than it had (dropout: None there, 0.3 here)" in caplog.text
+    write({k: v.flip(0) for k, v in module.tokenizer.state_dict().items()})
+    with pytest.raises(UserError) as e:
+        check_resumable(str(path), module)
+    assert message(e) == (
+        f"resume={path}: trained with another tokenizer than this run's (other data or data.* "
+        "vocabulary settings); resume with its settings, or train into a new run directory"
+    )
 
 
 def test_missing_checkpoint(tmp_path):

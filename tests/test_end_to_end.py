@@ -380,19 +380,52 @@ def test_resumed_from_an_epochs_last_batch(uninterrupted_dir, uninterrupted, tmp
     same_weights(uninterrupted, torch.load(tmp_path / "last.ckpt", weights_only=True))
 
 
-def test_sigterm_after_the_batch_was_handled_saves_at_the_next(uninterrupted, tmp_path):
-    """A SIGTERM arriving after SaveOnSigterm has handled a batch's end (here sent by the next
-    callback, at step 40, before the periodic checkpoint is written) is held to the next
-    batch's end: `last.ckpt` is written there, and resuming from it ends as the uninterrupted
-    run does. Lightning's own handler stopped such a run with no `last.ckpt` of its own."""
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_signal_after_the_batch_was_handled_saves_at_the_next(uninterrupted, tmp_path, sig):
+    """A SIGTERM, or a Ctrl-C (SIGINT), arriving after SaveOnStop has handled a batch's end
+    (here sent by a later callback, at step 40) is held to the next batch's end: `last.ckpt`
+    is written there, and resuming from it ends as the uninterrupted run does. Lightning's own
+    SIGTERM handler stopped such a run with no `last.ckpt` of its own; Ctrl-C wrote none."""
     stopped = tmp_path / "late"
-    kill = "{_target_: tests.helpers.SigtermAfterBatch, step: 40}"
-    run("train.py", *RESUMABLE, f"hydra.run.dir={stopped}", f"+callbacks.kill={kill}",
-        process=True)  # fmt: skip
+    kill = f"{{_target_: tests.helpers.SignalAfterBatch, step: 40, sig: {sig}}}"
+    proc = run("train.py", *RESUMABLE, f"hydra.run.dir={stopped}", f"+callbacks.kill={kill}",
+               process=True)  # fmt: skip
     assert torch.load(stopped / "last.ckpt", weights_only=True)["global_step"] == 41
+    name = {"SIGTERM": "SIGTERM", "SIGINT": "Ctrl-C"}[sig]
+    assert f"{name}: saved {stopped / 'last.ckpt'}; rerun with resume=auto" in proc.stdout
     assert not (stopped / "checkpoints" / "step=00000050.ckpt").exists()
     run("train.py", *RESUMABLE, f"hydra.run.dir={stopped}", "resume=auto")
     same_weights(uninterrupted, torch.load(stopped / "last.ckpt", weights_only=True))
+
+
+def test_runs_stopped_by_their_limits_resume_to_the_same_weights(uninterrupted, tmp_path):
+    """A finished run (max_epochs=1), extended to 45 steps (max_steps, mid-epoch), then to the
+    uninterrupted run's two epochs, ends with its weights: each `last.ckpt` was written inside
+    the loop. Written after `fit` returned, it counted the stopped epoch as finished, so the
+    resumed run skipped the rest of that epoch."""
+    limits = ["trainer.max_epochs=1", "trainer.max_steps=45", "trainer.max_epochs=2"]
+    for i, limit in enumerate(limits):
+        args = [*(a for a in RESUMABLE if not a.startswith("trainer.max_epochs")), limit]
+        run("train.py", *args, f"hydra.run.dir={tmp_path}", *(["resume=auto"] if i else []))
+        step = torch.load(tmp_path / "last.ckpt", weights_only=True)["global_step"]
+        assert step == [EPOCH_END, 45, 2 * EPOCH_END][i]
+    same_weights(uninterrupted, torch.load(tmp_path / "last.ckpt", weights_only=True))
+
+
+def test_last_checkpoint_at_every_validation(tmp_path):
+    """`last.ckpt` is written at every validation, the best one or not (here none is better
+    than the first: the learning rate is 0), so a killed run loses at most the steps since."""
+    args = [
+        *(a.replace("max_epochs=2", "max_epochs=1") for a in RESUMABLE),
+        "optim.optimizer.lr=0",
+        "trainer.val_check_interval=8",
+        "checkpoint.keep_last=0",
+    ]
+    kill = "{_target_: tests.helpers.SignalAfterBatch, step: 30, sig: SIGKILL}"
+    run("train.py", *args, f"hydra.run.dir={tmp_path}", f"+callbacks.kill={kill}", process=True,
+        ok=False)  # fmt: skip
+    assert torch.load(tmp_path / "best.ckpt", weights_only=True)["global_step"] == 8
+    assert torch.load(tmp_path / "last.ckpt", weights_only=True)["global_step"] == 24
 
 
 def test_sigterm_waits_for_the_accumulated_step(tmp_path):
@@ -403,7 +436,7 @@ def test_sigterm_waits_for_the_accumulated_step(tmp_path):
                     "trainer.accumulate_grad_batches=2"]  # fmt: skip
     full, stopped = tmp_path / "full", tmp_path / "stopped"
     run("train.py", *accumulating, f"hydra.run.dir={full}")
-    kill = "{_target_: tests.helpers.SigtermAfterBatch, step: 10}"  # at batch 20 (and 21)
+    kill = "{_target_: tests.helpers.SignalAfterBatch, step: 10}"  # at batch 20 (and 21)
     run("train.py", *accumulating, f"hydra.run.dir={stopped}", f"+callbacks.kill={kill}",
         process=True)  # fmt: skip
     last = torch.load(stopped / "last.ckpt", weights_only=True)
@@ -475,7 +508,7 @@ def test_ddp_on_two_cpu_processes(tmp_path):
     # it mid-epoch, both ranks continue their own data and dropout RNG: the final weights are
     # the uninterrupted run's.
     stopped = tmp_path / "stopped"
-    kill = "{_target_: tests.helpers.SigtermAfterBatch, step: 6, rank: 1}"
+    kill = "{_target_: tests.helpers.SignalAfterBatch, step: 6, rank: 1}"
     assert exit_status(train_process(stopped, *args, f"+callbacks.kill={kill}")) == 0
     assert torch.load(stopped / "last.ckpt", weights_only=True)["global_step"] == 7
     run("train.py", *args, f"hydra.run.dir={stopped}", "resume=auto", process=True)
