@@ -129,6 +129,18 @@ def test_local_files_edited_or_globbed_get_a_new_key(tmp_path):
     )
 
 
+def test_files_under_data_dir_edited_get_a_new_key(tmp_path):
+    """data.data_dir's files, and data.data_files relative to it, are stamped too: editing
+    them gave the old key, and the old tokenizer and token cache were reused."""
+    (tmp_path / "train.parquet").write_bytes(b"one")
+    by_dir = HFDataset("parquet", "en", "fr", data_dir=str(tmp_path))
+    by_name = HFDataset("parquet", "en", "fr", data_dir=str(tmp_path), data_files="train.parquet")
+    assert by_name.data_files == {"train": "train.parquet"}  # a bare file, as datasets takes it
+    before = by_dir.key("train"), by_name.key("train")
+    (tmp_path / "train.parquet").write_bytes(b"two, longer")
+    assert by_dir.key("train") != before[0] and by_name.key("train") != before[1]
+
+
 def test_hf_files_that_do_not_exist(tmp_path):
     source = HFDataset("parquet", "en", "fr", data_files={"train": str(tmp_path / "no.parquet")})
     with pytest.raises(UserError) as e:

@@ -269,6 +269,8 @@ class HFDataset:
         split_names: dict[str, str] | None = None,
     ) -> None:
         self.path, self.name, self.src, self.tgt, self.revision = path, name, src, tgt, revision
+        if isinstance(data_files, (str, Path)) or (data_files and not hasattr(data_files, "keys")):
+            data_files = {"train": data_files}  # a file or a list, as `datasets` takes them
         self.data_files = dict(data_files) if data_files else None
         self.data_dir = data_dir
         self.split_names = dict(split_names) if split_names else {}
@@ -289,12 +291,24 @@ class HFDataset:
         return sorted(inverse.get(n, n) for n in names)
 
     def key(self, split: str) -> str:
-        """The direction, and every local file's identity (edited files get a new key); a hub
-        dataset is identified by name, config and `revision` (pin one to track its changes)."""
-        files = {k: [local_stamp(p) for p in ([v] if isinstance(v, (str, Path)) else v)]
+        """The direction, and every local file's identity (edited files get a new key): those
+        `data.path`, `data.data_dir` and `data.data_files` name, the latter two relative to
+        the directory `datasets` reads them from; a hub dataset is identified by name, config
+        and `revision` (pin one to track its changes)."""
+        base = Path(self.path) if Path(self.path).is_dir() else Path()
+        if self.data_dir:
+            base = base / self.data_dir
+
+        def stamp(pattern: str | Path) -> list:  # a path (or glob) under `base`, else as given
+            stamped = local_stamp(base / pattern)
+            return stamped if stamped != [str(base / pattern)] else local_stamp(pattern)
+
+        files = {k: [stamp(p) for p in ([v] if isinstance(v, (str, Path)) else v)]
                  for k, v in (self.data_files or {}).items()}  # fmt: skip
+        data_dir = local_stamp(base) if self.data_dir else None
         return digest("hf", local_stamp(self.path), self.name, self.revision, self.data_dir,
-                      files, self.split_names.get(split, split), self.src, self.tgt)  # fmt: skip
+                      data_dir, files, self.split_names.get(split, split), self.src,
+                      self.tgt)  # fmt: skip
 
     def dataset(self, split: str) -> datasets.Dataset:
         import datasets
