@@ -8,6 +8,7 @@ job Hydra would first print `Error executing job with overrides: ...`).
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ from hydra.errors import (
     OverrideParseException,
 )
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 from seq2seq.allocator import setup_memory
 from seq2seq.errors import UserError
@@ -69,7 +71,7 @@ def run(main: Callable[[], object]) -> None:
     setup_memory()
     try:
         main()
-    except HydraException as e:
+    except (HydraException, MissingMandatoryValue) as e:
         _exit_or_raise(e)
 
 
@@ -79,7 +81,7 @@ def user_errors() -> Iterator[None]:
     `error: <one line>` (status 1)."""
     try:
         yield
-    except (UserError, HydraException) as e:
+    except (UserError, HydraException, MissingMandatoryValue) as e:
         _exit_or_raise(e)
 
 
@@ -94,8 +96,16 @@ def one_line(e: BaseException) -> str | None:
     """The message for a person, or None where `e` is not about the input (a bug: traceback)."""
     if isinstance(e, UserError):
         return str(e)
+    if isinstance(e, MissingMandatoryValue):  # a `???` value the command line did not give
+        return f"{e.full_key}: required, and not given; add {e.full_key}=..."
     if isinstance(e, InstantiationException):  # a UserError raised by a `_target_`'s __init__
-        return str(e.__cause__) if isinstance(e.__cause__, UserError) else None
+        if isinstance(e.__cause__, UserError):
+            return str(e.__cause__)
+        target = re.search(r"target '([^']+)'", str(e))
+        if isinstance(e.__cause__, (ValueError, TypeError)) and target:  # a bad setting
+            cause = " ".join(str(e.__cause__).split())
+            return f"cannot build {target.group(1)}: {cause} (its settings: --cfg job)"
+        return None
     if isinstance(e, MissingConfigException) and e.options and e.missing_cfg_file:
         group, _, option = e.missing_cfg_file.rpartition("/")
         return f"{group}={option}: no such option; {group} is one of {', '.join(e.options)}"

@@ -17,7 +17,10 @@ import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
-from hydra.errors import HydraException
+from hydra.errors import HydraException, InstantiationException
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 from seq2seq import checkpoint
 from seq2seq.checkpoint import load_models, read_checkpoint, save_checkpoint
@@ -125,6 +128,13 @@ def test_training_lines_longer_than_max_len(corpus, tmp_path, caplog):
         "train: 2 of 3 pairs kept; dropped 0 with an empty side, 1 longer than data.max_len=30 "
         "tokens, 0 with a length ratio above data.max_len_ratio=None"
     ]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="seq2seq"):  # no limit: every pair, and the count
+        assert len(setup(max_len=None).train_data) == 3
+    assert (
+        "train: 3 of 3 pairs kept; dropped 0 with an empty side, 0 longer than "
+        "data.max_len=None tokens" in caplog.text
+    )
     with pytest.raises(UserError) as e:
         setup(max_len=1)
     assert message(e) == ("data.max_len=1: every one of the 3 train pairs has an empty side or "
@@ -234,6 +244,20 @@ def test_bad_override_fails_before_lightning_is_imported(tmp_path):
         "error: part='speed': expected all, gradient_flow, depth or recurrence",
         "False",
     ], proc.stderr[-2000:]
+
+
+def test_required_value_or_bad_setting_not_given():
+    assert error_of("evaluate.py") == ["error: ckpt: required, and not given; add ckpt=..."]
+    with pytest.raises(MissingMandatoryValue) as e:
+        str(OmegaConf.create({"data": {"dir": "???"}}).data.dir)
+    assert one_line(e.value) == "data.dir: required, and not given; add data.dir=..."
+    with pytest.raises(InstantiationException) as e:  # a value the model's code refuses
+        instantiate({"_target_": "seq2seq.models.lstm.LSTMSeq2Seq", "src_vocab_size": 9,
+                     "tgt_vocab_size": 9, "num_layers": 0})  # fmt: skip
+    assert one_line(e.value) == (
+        "cannot build seq2seq.models.lstm.LSTMSeq2Seq: num_layers must be greater than zero "
+        "(its settings: --cfg job)"
+    )
 
 
 def test_text_for_a_number(tmp_path):

@@ -177,7 +177,7 @@ class TranslationDataModule(pl.LightningDataModule):
         log.log(
             logging.WARNING if len(keep) < len(ids) else logging.INFO,  # data left out: say so
             "%s: %d of %d pairs kept; dropped %d with an empty side, %d longer than "
-            "data.max_len=%d tokens, %d with a length ratio above data.max_len_ratio=%s",
+            "data.max_len=%s tokens, %d with a length ratio above data.max_len_ratio=%s",
             self.train_split,
             len(keep),
             len(ids),
