@@ -85,6 +85,14 @@ def test_empty_file(corpus):
     assert message(e) == f"{corpus}/empty.en: empty file"
 
 
+def test_directory_for_a_file(corpus):
+    (corpus / "dir.en").mkdir()
+    write(corpus / "dir.fr", ["un chat"])
+    with pytest.raises(UserError) as e:
+        TextFiles(str(corpus), "en", "fr").dataset("dir")
+    assert message(e) == f"{corpus}/dir.en: a directory, not a text file"
+
+
 def test_missing_split(corpus):
     with pytest.raises(UserError) as e:
         TextFiles(str(corpus), "en", "fr").pairs("test")

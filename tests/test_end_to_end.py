@@ -121,6 +121,14 @@ def test_translate_stdin_to_stdout(trained):
     out = proc.stdout.split("\n")
     assert len(out) == 4 and out[3] == ""  # three lines in, three out (empty stays empty)
     assert out[0] and out[1] == "" and out[2]
+    # stdin's bytes, as a shell pipes them: a line that is not UTF-8 is named in one line
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "translate.py"),
+                           f"ckpt={run_dir / 'best.ckpt'}"], input=b"Hello.\ncaf\xe9\n",
+                          capture_output=True, cwd=ROOT, timeout=120)  # fmt: skip
+    assert proc.returncode == 1
+    assert proc.stderr.decode().splitlines()[-1] == (
+        "error: stdin:2: invalid UTF-8 (byte 10); re-encode as UTF-8"
+    )
 
 
 class Unsafe:

@@ -16,7 +16,7 @@ import os
 from collections.abc import Iterator
 from itertools import zip_longest
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from seq2seq.errors import UserError
 
@@ -70,7 +70,7 @@ def local_stamp(pattern: str | Path) -> list:
     return [file_stamp(f) for f in matched if Path(f).is_file()] or [str(pattern)]
 
 
-def _decode(line: bytes, path: Path, number: int, offset: int) -> str:
+def _decode(line: bytes, path: str | Path, number: int, offset: int) -> str:
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -82,17 +82,32 @@ def _decode(line: bytes, path: Path, number: int, offset: int) -> str:
     return text.strip()
 
 
-def iter_lines(path: Path) -> Iterator[str]:
-    """Stream one sentence per line, UTF-8, stripped; invalid bytes name the file and line."""
+def readable(path: Path) -> None:
+    """A one-line error unless `path` is a file this process can read."""
     try:
-        f = path.open("rb")
+        path.open("rb").close()
     except FileNotFoundError:
         raise UserError(f"{path}: file not found") from None
-    offset = 0  # of the line in the file, for the error message
-    with f:
-        for number, line in enumerate(f, 1):
-            yield _decode(line, path, number, offset)
-            offset += len(line)
+    except IsADirectoryError:
+        raise UserError(f"{path}: a directory, not a text file") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read it ({e.strerror or e})") from None
+
+
+def decoded_lines(f: IO[bytes], name: str | Path) -> Iterator[str]:
+    """The lines of a binary stream (a file, stdin's bytes), UTF-8, stripped; invalid bytes
+    name `name` and the line."""
+    offset = 0  # of the line in the stream, for the error message
+    for number, line in enumerate(f, 1):
+        yield _decode(line, name, number, offset)
+        offset += len(line)
+
+
+def iter_lines(path: Path) -> Iterator[str]:
+    """Stream one sentence per line, UTF-8, stripped; invalid bytes name the file and line."""
+    readable(path)
+    with path.open("rb") as f:
+        yield from decoded_lines(f, path)
 
 
 def read_lines(path: Path) -> list[str]:
@@ -178,6 +193,8 @@ class TextFiles:
                 f"{missing}: no such file; splits with both .{self.src} and .{self.tgt} in "
                 f"{self.dir}: {', '.join(self.splits()) or 'none'}"
             )
+        for path in (src_path, tgt_path):
+            readable(path)
         return src_path, tgt_path
 
     def key(self, split: str) -> str:
