@@ -165,6 +165,24 @@ def test_language_pair_the_dataset_lacks(hub_files, tmp_path):
     assert str(e.value) == "data.tgt=de: parquet split train has no 'de' (languages: fr, en)"
 
 
+def test_rows_without_a_side(tmp_path):
+    """A null text, or (JSON lines) a row without one of the languages: one line each, not
+    a traceback from the tokenizer or from `datasets`' inferred feature."""
+    nulls = tmp_path / "nulls.parquet"
+    pq.write_table(pa.table({"translation": [{"en": "a", "fr": "b"}, {"en": None, "fr": "c"}]}),
+                   nulls)  # fmt: skip
+    lacking = tmp_path / "lacking.jsonl"
+    lacking.write_text('{"translation": {"en": "a", "fr": "b"}}\n{"translation": {"en": "c"}}\n')
+    with pytest.raises(UserError) as e:
+        HFDataset("parquet", "en", "fr", data_files={"train": str(nulls)}).dataset("train")
+    assert str(e.value) == (
+        "data.src=en: 1 rows of parquet split train have no 'en' text (null), the first row 1"
+    )
+    with pytest.raises(UserError) as e:
+        HFDataset("json", "en", "fr", data_files={"train": str(lacking)}).dataset("train")
+    assert str(e.value).startswith("data.") and "'fr'" in str(e.value)
+
+
 def test_missing_split(hub_files, tmp_path):
     files = {"train": hub_files["fr", "en"]["train"]}
     cfg = composed("data=wmt14_en_fr", *local_overrides(files, tmp_path))

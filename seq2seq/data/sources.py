@@ -354,6 +354,12 @@ class HFDataset:
         loop over rows)."""
         if "translation" in ds.column_names:
             feature = ds.features["translation"]
+            if not isinstance(feature, dict) and not getattr(feature, "languages", None):
+                raise UserError(
+                    f"data.path={self.path}: split {split}'s translation column is not one text "
+                    f"per language with the same languages in every row (read as "
+                    f"{type(feature).__name__}); every row needs {self.src!r} and {self.tgt!r}"
+                )
             langs = list(getattr(feature, "languages", None) or feature)
             ds = ds.select_columns(["translation"]).flatten()
             prefix = "translation."
@@ -366,7 +372,18 @@ class HFDataset:
                     f"(languages: {', '.join(langs)})"
                 )
         ds = ds.select_columns([prefix + self.src, prefix + self.tgt])
-        return ds.rename_columns({prefix + self.src: "src", prefix + self.tgt: "tgt"})
+        ds = ds.rename_columns({prefix + self.src: "src", prefix + self.tgt: "tgt"})
+        for key, lang in (("src", self.src), ("tgt", self.tgt)):
+            column = ds.data.column(key)
+            if column.null_count:
+                import pyarrow.compute as pc
+
+                first = pc.index(pc.is_null(column), True).as_py()
+                raise UserError(
+                    f"data.{key}={lang}: {column.null_count} rows of {self._describe()} split "
+                    f"{split} have no {lang!r} text (null), the first row {first}"
+                )
+        return ds
 
     def pairs(self, split: str) -> list[Pair]:
         return [(s.strip(), t.strip()) for s, t in as_pairs(self.dataset(split))]
