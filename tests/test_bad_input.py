@@ -152,6 +152,30 @@ def test_training_lines_longer_than_max_len(corpus, tmp_path, caplog):
     assert keep.tolist() == [0] and dropped == {"empty": 0, "long": 1, "ratio": 0}
 
 
+@pytest.mark.parametrize(
+    "setting,expected",
+    [
+        ({"batch_size": 0}, "data.batch_size=0: expected an integer of at least 1 or null"),
+        ({"batch_size": -5}, "data.batch_size=-5: expected an integer of at least 1 or null"),
+        ({"batch_size": None}, "data.batch_size and data.max_tokens are both null: set one"),
+        ({"max_tokens": "abc"}, "data.max_tokens=abc: expected an integer of at least 1 or null"),
+        ({"max_train_pairs": 0},
+         "data.max_train_pairs=0: expected an integer of at least 1 or null"),
+        ({"max_len_ratio": "abc"}, "data.max_len_ratio=abc: expected a positive number or null"),
+        ({"vocab_size": 0}, "data.vocab_size=0: expected an integer of at least 5"),
+        ({"spm_model_type": "bpee"},
+         "data.spm_model_type=bpee: expected one of unigram, bpe, char, word"),
+        ({"num_workers": -1}, "data.num_workers=-1: expected an integer of at least 0"),
+    ],
+)  # fmt: skip
+def test_batching_and_vocabulary_settings_out_of_range(setting, expected):
+    """Values that used to mean something else (batch_size=0: the whole corpus in one batch;
+    -5: 1; max_train_pairs=0: every pair) or failed deep inside numpy or sentencepiece."""
+    with pytest.raises(UserError) as e:
+        TranslationDataModule(Demo(num_train=10), **setting)
+    assert message(e) == expected
+
+
 def test_max_tokens_below_one_sentence():
     with pytest.raises(UserError) as e:
         BucketBatchSampler([5, 52, 7], max_tokens=10)

@@ -39,7 +39,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         ties: Sequence[Sequence[int] | np.ndarray] = (),
     ) -> None:
         if batch_size is None and max_tokens is None:
-            raise ValueError("data.batch_size or data.max_tokens must be set")
+            raise UserError("data.batch_size and data.max_tokens are both null: set one")
         self.lengths = np.asarray(lengths, dtype=np.int64)
         self.ties = [np.asarray(t, dtype=np.int64) for t in ties]
         if max_tokens is not None and len(self.lengths) and self.lengths.max() > max_tokens:

@@ -19,7 +19,7 @@ from seq2seq.data.batching import BucketBatchSampler, collate, reverse_source
 from seq2seq.data.preprocess import CachedIds, encoded_split, lengths, subsample
 from seq2seq.data.sources import Source, default_cache_dir, digest
 from seq2seq.data.tokenizer import Tokenizer, TokenizerSpec, build_tokenizer
-from seq2seq.errors import UserError
+from seq2seq.errors import UserError, check_int
 
 if TYPE_CHECKING:
     import datasets
@@ -107,6 +107,20 @@ class TranslationDataModule(pl.LightningDataModule):
         cache_dir: str | None = None,
     ) -> None:
         super().__init__()
+        for key, value, optional in (("batch_size", batch_size, True),
+                                     ("max_tokens", max_tokens, True),
+                                     ("valid_max_tokens", valid_max_tokens, False),
+                                     ("max_len", max_len, True),
+                                     ("max_train_pairs", max_train_pairs, True),
+                                     ("num_proc", num_proc, True)):  # fmt: skip
+            check_int(f"data.{key}", value, optional=optional)
+        check_int("data.num_workers", num_workers, minimum=0)
+        if batch_size is None and max_tokens is None:
+            raise UserError("data.batch_size and data.max_tokens are both null: set one")
+        ratio = max_len_ratio
+        if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, (int, float))
+                                  or ratio <= 0):  # fmt: skip
+            raise UserError(f"data.max_len_ratio={ratio}: expected a positive number or null")
         self.source = source
         self.train_split, self.valid_split = train_split, valid_split
         self.spec = TokenizerSpec(

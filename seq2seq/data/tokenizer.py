@@ -18,7 +18,7 @@ import sentencepiece as spm
 import torch
 from filelock import FileLock
 
-from seq2seq.errors import UserError
+from seq2seq.errors import UserError, check_choice, check_int
 
 if TYPE_CHECKING:
     import datasets
@@ -184,6 +184,13 @@ class TokenizerSpec:
     tgt_words: int = 80_000  # word: the most frequent target words kept
     src_lang: str = "en"
     tgt_lang: str = "fr"
+
+    def __post_init__(self) -> None:
+        check_int("data.vocab_size", self.vocab_size, minimum=5)  # 4 specials and a piece
+        check_choice("data.spm_model_type", self.model_type, ("unigram", "bpe", "char", "word"))
+        check_int("data.spm_sample", self.sample)
+        check_int("data.src_words", self.src_words)
+        check_int("data.tgt_words", self.tgt_words)
 
     def settings(self) -> dict:
         """What the tokenizer depends on, beyond the data (the cache key)."""
