@@ -102,7 +102,7 @@ def one_line(e: BaseException) -> str | None:
         if isinstance(e.__cause__, UserError):
             return str(e.__cause__)
         target = re.search(r"target '([^']+)'", str(e))
-        if isinstance(e.__cause__, (ValueError, TypeError)) and target:  # a bad setting
+        if isinstance(e.__cause__, ValueError) and target:  # a value its code refuses
             cause = " ".join(str(e.__cause__).split())
             return f"cannot build {target.group(1)}: {cause} (its settings: --cfg job)"
         return None
@@ -117,10 +117,15 @@ def one_line(e: BaseException) -> str | None:
     return None
 
 
+# text that means yes or no to a person, but true to Python (a non-empty string)
+BOOLEAN_WORDS = frozenset({"yes", "no", "y", "n", "on", "off", "t", "f", "true", "false"})
+
+
 def number_type_errors(cfg: DictConfig, defaults: DictConfig, keys: list[str]) -> list[str]:
     """The `keys` that `cfg` sets to text where `defaults` (the same config without those
-    overrides) has a number, or to anything but true or false where it has a boolean (Python
-    would take `data.reverse_source=no` as true), each as `key=value: expected ...`."""
+    overrides) has a number, or to a yes/no word or a number where it has a boolean (Python
+    would take `data.reverse_source=no` as true; `compile=eager` and Lightning's
+    `trainer.deterministic=warn` are values of their own), each as `key=value: expected ...`."""
     errors = []
     for key in keys:
         try:
@@ -128,8 +133,9 @@ def number_type_errors(cfg: DictConfig, defaults: DictConfig, keys: list[str]) -
             default = OmegaConf.select(defaults, key, throw_on_missing=False)
         except Exception:  # an interpolation that does not resolve: reported where it is used
             continue
-        if isinstance(default, bool):
-            if not isinstance(value, bool) and value is not None:
+        if isinstance(default, bool):  # a yes/no in words; other text may be meant
+            words = isinstance(value, str) and value.lower() in BOOLEAN_WORDS  # (compile=eager)
+            if words or (isinstance(value, int) and not isinstance(value, bool)):
                 errors.append(f"{key}={value}: expected true or false (the default is "
                               f"{str(default).lower()})")  # fmt: skip
             continue

@@ -298,14 +298,17 @@ def test_text_for_a_number(tmp_path):
     ]
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         defaults = compose("train", overrides=["model=transformer"])
-        keys = ["optim.optimizer.lr", "trainer.devices", "model.d_model", "data.reverse_source"]
-        given = compose("train", overrides=["model=transformer", "optim.optimizer.lr=fast",
-                                            "trainer.devices=auto", "model.d_model=512",
-                                            "data.reverse_source=yes"])  # fmt: skip
+        keys = ["optim.optimizer.lr", "trainer.devices", "model.d_model", "data.reverse_source",
+                "data.joint_vocab", "compile", "trainer.deterministic"]  # fmt: skip
+        overrides = ["model=transformer", "optim.optimizer.lr=fast", "trainer.devices=auto",
+                     "model.d_model=512", "data.reverse_source=yes", "data.joint_vocab=0",
+                     "compile=eager", "trainer.deterministic=warn"]  # fmt: skip
+        given = compose("train", overrides=overrides)
     assert number_type_errors(given, defaults, keys) == [
         "optim.optimizer.lr=fast: expected a number (the default is 0.002)",
         "data.reverse_source=yes: expected true or false (the default is true)",
-    ]  # devices=auto is Lightning's
+        "data.joint_vocab=0: expected true or false (the default is true)",
+    ]  # devices=auto is Lightning's; compile=eager a backend, deterministic=warn Lightning's
 
 
 def test_unknown_compile_backend(tmp_path):

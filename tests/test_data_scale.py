@@ -12,12 +12,13 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from seq2seq.checkpoint import load_checkpoint, same_tokenizer
 from seq2seq.data import preprocess
 from seq2seq.data.datamodule import TranslationDataModule, build_datamodule
 from seq2seq.data.preprocess import subsample
-from seq2seq.data.sources import HFDataset, TextFiles, pairs_dataset
+from seq2seq.data.sources import HFDataset, TextFiles, digest, pairs_dataset
 from seq2seq.data.tokenizer import EOS, UNK, tokenizer_from_state_dict
 from seq2seq.data.words import WordTokenizer, count_words
 from seq2seq.errors import UserError
@@ -139,6 +140,11 @@ def test_files_under_data_dir_edited_get_a_new_key(tmp_path):
     before = by_dir.key("train"), by_name.key("train")
     (tmp_path / "train.parquet").write_bytes(b"two, longer")
     assert by_dir.key("train") != before[0] and by_name.key("train") != before[1]
+    listed = HFDataset("json", "en", "fr", data_files=OmegaConf.create(["a.json", "b.json"]))
+    assert listed.data_files == {"train": ["a.json", "b.json"]} and type(listed.data_files) is dict
+    hub = HFDataset("wmt/wmt14", "fr", "en", name="fr-en")  # no data_dir: its key as it was
+    assert hub.key("train") == digest("hf", ["wmt/wmt14"], "fr-en", None, None, {}, "train",
+                                      "fr", "en")  # fmt: skip
 
 
 def test_hf_files_that_do_not_exist(tmp_path):

@@ -18,6 +18,8 @@ from itertools import zip_longest
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
 from seq2seq.errors import UserError
 
 if TYPE_CHECKING:
@@ -286,6 +288,8 @@ class HFDataset:
         split_names: dict[str, str] | None = None,
     ) -> None:
         self.path, self.name, self.src, self.tgt, self.revision = path, name, src, tgt, revision
+        if isinstance(data_files, (DictConfig, ListConfig)):  # from Hydra: datasets wants plain
+            data_files = OmegaConf.to_container(data_files, resolve=True)
         if isinstance(data_files, (str, Path)) or (data_files and not hasattr(data_files, "keys")):
             data_files = {"train": data_files}  # a file or a list, as `datasets` takes them
         self.data_files = dict(data_files) if data_files else None
@@ -322,9 +326,9 @@ class HFDataset:
 
         files = {k: [stamp(p) for p in ([v] if isinstance(v, (str, Path)) else v)]
                  for k, v in (self.data_files or {}).items()}  # fmt: skip
-        data_dir = local_stamp(base) if self.data_dir else None
+        data_dir = [local_stamp(base)] if self.data_dir else []  # (no term without: old keys)
         return digest("hf", local_stamp(self.path), self.name, self.revision, self.data_dir,
-                      data_dir, files, self.split_names.get(split, split), self.src,
+                      *data_dir, files, self.split_names.get(split, split), self.src,
                       self.tgt)  # fmt: skip
 
     def dataset(self, split: str) -> datasets.Dataset:
