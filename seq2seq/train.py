@@ -171,9 +171,12 @@ class SaveOnStop(Checkpoint):
         self.path = path
         self.lightning: Callable[..., Any] | None = None
         self.held: tuple[int, Any] | None = None
+        self.stopping = False  # a Ctrl-C was handed over: a second one stops at once
+        self.pending = False  # a stop asked for between two optimizer steps
         self.sigint: Any = None  # the handler before training
 
     def on_train_start(self, trainer: pl.Trainer, *args: object) -> None:
+        count_the_next_epoch(trainer)
         if threading.current_thread() is not threading.main_thread():
             return
         handler = signal.getsignal(signal.SIGTERM)  # Lightning's, registered before this hook
@@ -183,7 +186,7 @@ class SaveOnStop(Checkpoint):
         self.sigint = signal.signal(signal.SIGINT, self.hold)
 
     def hold(self, signum: int, frame: Any) -> None:
-        if signum == signal.SIGINT and self.held and self.held[0] == signal.SIGINT:
+        if signum == signal.SIGINT and (self.stopping or (self.held or (0,))[0] == signal.SIGINT):
             raise KeyboardInterrupt  # a second Ctrl-C
         self.held = (signum, frame)
 
@@ -207,13 +210,18 @@ class SaveOnStop(Checkpoint):
         # any rank's signal (`hold` sets it; a bare bool without DDP), handed over where the
         # optimizer has just stepped (the same batch on every rank)
         if stepped and trainer.strategy.reduce_boolean_decision(self.held is not None, all=False):
+            self.stopping = signalled == signal.SIGINT
             if self.lightning is not None:  # now the loop stops after this batch
-                self.lightning(*(self.held or (signal.SIGTERM, None)))
+                # as SIGTERM: under DDP Lightning passes it on to the other ranks, where a
+                # second SIGINT would read as a second Ctrl-C
+                self.lightning(signal.SIGTERM, self.held[1] if self.held else None)
             else:
                 trainer.should_stop = True
             self.held = None
-        if trainer.should_stop and not stepped:
-            trainer.should_stop = False  # max_time's Timer asks again at the next batch
+        if trainer.should_stop and not stepped:  # (max_time's Timer, EarlyStopping)
+            trainer.should_stop, self.pending = False, True
+        elif stepped and self.pending:
+            trainer.should_stop, self.pending = True, False
         if trainer.received_sigterm:  # also from Lightning's own handler, if it was not replaced
             trainer.save_checkpoint(self.path)
             name = "Ctrl-C" if signalled == signal.SIGINT else signal.Signals(signalled).name
@@ -224,13 +232,32 @@ class SaveOnStop(Checkpoint):
     @staticmethod
     def stops_after(trainer: pl.Trainer, batch_idx: int) -> bool:
         """Whether training ends after this batch (it may still validate)."""
+        epoch_end = batch_idx + 1 >= trainer.num_training_batches
         if trainer.should_stop:  # unless min_epochs or min_steps are not reached yet
-            return getattr(trainer.fit_loop, "_can_stop_early", True)
+            if getattr(trainer.fit_loop, "_can_stop_early", True):
+                return True
+            # ... which they are at the end of this epoch (Lightning checks them after it)
+            fit = trainer.fit_loop
+            enough = trainer.current_epoch + 1 >= (fit.min_epochs or 0)
+            return epoch_end and enough and trainer.global_step >= (fit.min_steps or 0)
         if 0 <= trainer.max_steps <= trainer.global_step:
             return True
         epochs = trainer.max_epochs
         last_epoch = epochs is not None and epochs >= 0 and trainer.current_epoch + 1 >= epochs
-        return last_epoch and batch_idx + 1 >= trainer.num_training_batches
+        return last_epoch and epoch_end
+
+
+def count_the_next_epoch(trainer: pl.Trainer) -> None:
+    """A run resumed from a checkpoint written at an epoch's last batch, inside the loop
+    (`SaveOnStop`; a periodic checkpoint there): Lightning goes on with the next epoch without
+    counting it as started, so that run's own checkpoints counted one epoch too few, and a
+    run resumed from one of those lost its place. Counted here, as Lightning counts an epoch
+    it starts itself."""
+    fit = trainer.fit_loop
+    loop, last = fit.epoch_loop, fit.epoch_loop.batch_progress.is_last_batch
+    if fit.restarted_mid_epoch and loop.restarted_on_train_batch_end and last:
+        fit.epoch_progress.increment_ready()
+        fit.epoch_progress.increment_started()
 
 
 class StopAtEpoch(pl.Callback):
@@ -239,6 +266,9 @@ class StopAtEpoch(pl.Callback):
 
     def __init__(self, epochs: float) -> None:
         self.epochs = epochs
+
+    def on_train_start(self, trainer: pl.Trainer, *args: object) -> None:
+        self.on_train_batch_end(trainer)  # a rerun of a finished run trains no further step
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
         steps_per_epoch = math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches)

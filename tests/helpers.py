@@ -150,15 +150,23 @@ class RecordExamples(pl.Callback):
 class SignalAfterBatch(Checkpoint):
     """Sends this process signal `sig` at the end of training step `step`, after the other
     callbacks (train.py's SaveOnStop among them) have handled that batch's end; under DDP only
-    on rank `rank` (None: every rank). A `Checkpoint`, as SaveOnStop is, so Lightning runs it
-    after them (listed later, it stays later)."""
+    on rank `rank` (None: every rank). `group`: to its whole process group instead, as a
+    terminal's Ctrl-C (DataLoader workers too); the process must lead a group of its own. A
+    `Checkpoint`, as SaveOnStop is, so Lightning runs it after them (listed later, it stays
+    later)."""
 
-    def __init__(self, step: int, rank: int | None = None, sig: str = "SIGTERM") -> None:
-        self.step, self.rank, self.sig = step, rank, signal.Signals[sig]
+    def __init__(self, step: int, rank: int | None = None, sig: str = "SIGTERM",
+                 group: bool = False) -> None:  # fmt: skip
+        self.step, self.rank, self.sig, self.group = step, rank, signal.Signals[sig], group
 
     def on_train_batch_end(self, trainer, *args):
         if trainer.global_step == self.step and self.rank in (None, trainer.global_rank):
-            os.kill(os.getpid(), self.sig)
+            if not self.group:
+                os.kill(os.getpid(), self.sig)
+            elif os.getpgid(0) == os.getpid():  # never the test runner's group
+                os.killpg(0, self.sig)
+            else:
+                raise RuntimeError("SignalAfterBatch(group=True) outside a group of its own")
 
 
 def recorded(directory: Path, stage: str, rank: int) -> list[int]:

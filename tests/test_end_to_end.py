@@ -390,33 +390,44 @@ def test_resumed_from_an_epochs_last_batch(uninterrupted_dir, uninterrupted, tmp
 
 @pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
 def test_signal_after_the_batch_was_handled_saves_at_the_next(uninterrupted, tmp_path, sig):
-    """A SIGTERM, or a Ctrl-C (SIGINT), arriving after SaveOnStop has handled a batch's end
-    (here sent by a later callback, at step 40) is held to the next batch's end: `last.ckpt`
-    is written there, and resuming from it ends as the uninterrupted run does. Lightning's own
-    SIGTERM handler stopped such a run with no `last.ckpt` of its own; Ctrl-C wrote none."""
+    """A SIGTERM, or a Ctrl-C (SIGINT, to the whole process group as a terminal sends it,
+    DataLoader workers included), arriving after SaveOnStop has handled a batch's end (here
+    sent by a later callback, at step 40) is held to the next batch's end: `last.ckpt` is
+    written there, and resuming from it ends as the uninterrupted run does. Lightning's own
+    SIGTERM handler stopped such a run with no `last.ckpt` of its own; Ctrl-C wrote none, and
+    its worker died on it."""
     stopped = tmp_path / "late"
-    kill = f"{{_target_: tests.helpers.SignalAfterBatch, step: 40, sig: {sig}}}"
-    proc = run("train.py", *RESUMABLE, f"hydra.run.dir={stopped}", f"+callbacks.kill={kill}",
-               process=True)  # fmt: skip
+    group = sig == "SIGINT"
+    kill = f"{{_target_: tests.helpers.SignalAfterBatch, step: 40, sig: {sig}, group: {group}}}"
+    workers = ["data.num_workers=1"] if group else []
+    assert exit_status(train_process(stopped, *RESUMABLE, *workers, f"+callbacks.kill={kill}")) == 0
     assert torch.load(stopped / "last.ckpt", weights_only=True)["global_step"] == 41
     name = {"SIGTERM": "SIGTERM", "SIGINT": "Ctrl-C"}[sig]
-    assert f"{name}: saved {stopped / 'last.ckpt'}; rerun with resume=auto" in proc.stdout
+    log = (stopped / "train.log").read_text()
+    assert f"{name}: saved {stopped / 'last.ckpt'}; rerun with resume=auto" in log
     assert not (stopped / "checkpoints" / "step=00000050.ckpt").exists()
     run("train.py", *RESUMABLE, f"hydra.run.dir={stopped}", "resume=auto")
     same_weights(uninterrupted, torch.load(stopped / "last.ckpt", weights_only=True))
 
 
-def test_runs_stopped_by_their_limits_resume_to_the_same_weights(uninterrupted, tmp_path):
-    """A finished run (max_epochs=1), extended to 45 steps (max_steps, mid-epoch), then to the
-    uninterrupted run's two epochs, ends with its weights: each `last.ckpt` was written inside
-    the loop. Written after `fit` returned, it counted the stopped epoch as finished, so the
-    resumed run skipped the rest of that epoch."""
-    limits = ["trainer.max_epochs=1", "trainer.max_steps=45", "trainer.max_epochs=2"]
+@pytest.mark.parametrize("validation", [True, False])
+def test_runs_stopped_by_their_limits_resume_to_the_same_weights(uninterrupted, tmp_path,
+                                                                  validation):  # fmt: skip
+    """A finished run (max_epochs=1), extended to 45 steps (max_steps, mid-epoch), to 1.5
+    epochs (48 steps), rerun as it is (no further step), then extended to the uninterrupted
+    run's two epochs, ends with its weights: each `last.ckpt` was written inside the loop.
+    Written after `fit` returned, it counted the stopped epoch as finished, so the resumed run
+    skipped the rest of that epoch. Without validation (which writes last.ckpt at the epoch's
+    end too), a run resumed from the end of epoch 1 counted one epoch too few, and the next
+    resume lost its place."""
+    limits = ["trainer.max_epochs=1", "trainer.max_steps=45", "trainer.max_epochs=1.5",
+              "trainer.max_epochs=1.5", "trainer.max_epochs=2"]  # fmt: skip
     for i, limit in enumerate(limits):
-        args = [*(a for a in RESUMABLE if not a.startswith("trainer.max_epochs")), limit]
+        args = [*(a for a in RESUMABLE if not a.startswith("trainer.max_epochs")), limit,
+                *([] if validation else ["+trainer.limit_val_batches=0"])]  # fmt: skip
         run("train.py", *args, f"hydra.run.dir={tmp_path}", *(["resume=auto"] if i else []))
         step = torch.load(tmp_path / "last.ckpt", weights_only=True)["global_step"]
-        assert step == [EPOCH_END, 45, 2 * EPOCH_END][i]
+        assert step == [EPOCH_END, 45, 48, 48, 2 * EPOCH_END][i], limit
     same_weights(uninterrupted, torch.load(tmp_path / "last.ckpt", weights_only=True))
 
 
@@ -522,6 +533,14 @@ def test_ddp_on_two_cpu_processes(tmp_path):
     run("train.py", *args, f"hydra.run.dir={stopped}", "resume=auto", process=True)
     for name, value in torch.load(stopped / "last.ckpt", weights_only=True)["state_dict"].items():
         torch.testing.assert_close(value, ckpt["state_dict"][name], rtol=0, atol=0)
+
+    # Ctrl-C, as a terminal sends it: SIGINT to every rank at once. Both hold it to step 7's
+    # end and stop there with last.ckpt (Lightning's handler passed the SIGINT on to rank 1,
+    # which took it for a second Ctrl-C and died without one).
+    ctrl_c = tmp_path / "ctrl_c"
+    kill = "{_target_: tests.helpers.SignalAfterBatch, step: 6, rank: 0, sig: SIGINT, group: true}"
+    assert exit_status(train_process(ctrl_c, *args, f"+callbacks.kill={kill}")) == 0
+    assert torch.load(ctrl_c / "last.ckpt", weights_only=True)["global_step"] == 7
 
     # The logged BLEU is the whole validation set's: the same as decoding it in one process.
     loaded = load_checkpoint(tmp_path / "last.ckpt")

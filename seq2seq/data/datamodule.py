@@ -5,6 +5,8 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import signal
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,6 +14,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
+from lightning_fabric.utilities.seed import pl_worker_init_function
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 
@@ -259,17 +262,29 @@ class TranslationDataModule(pl.LightningDataModule):
         return self._loader(self.valid_data, sampler)
 
     def _loader(self, data: Dataset, sampler: BucketBatchSampler) -> DataLoader:
+        rank = self.trainer.global_rank if self.trainer else 0
         return DataLoader(
             data,
             batch_sampler=sampler,
             collate_fn=collate,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            worker_init_fn=partial(worker_init, rank=rank) if self.num_workers else None,
             # its own generator for the workers' seeds: starting an epoch's (or validation's)
             # iterator does not draw from the global RNG that dropout draws from, so a run
             # resumed from any batch draws the same dropout masks as one never stopped
             generator=torch.Generator().manual_seed(self.seed),
         )
+
+
+def worker_init(worker_id: int, rank: int = 0) -> None:
+    """A DataLoader worker ignores Ctrl-C, which a terminal sends to the whole process group:
+    training finishes its batch and writes last.ckpt (`SaveOnStop`), and a worker that died on
+    the signal first broke that batch. Then Lightning's seeding of the worker, where
+    `seed_everything(workers=True)` asked for it (its own function, replaced by this one)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if int(os.environ.get("PL_SEED_WORKERS", 0)):
+        pl_worker_init_function(worker_id, rank=rank)
 
 
 def build_datamodule(cfg: DictConfig) -> TranslationDataModule:
