@@ -169,6 +169,18 @@ class SignalAfterBatch(Checkpoint):
                 raise RuntimeError("SignalAfterBatch(group=True) outside a group of its own")
 
 
+class StopAtStep(pl.Callback):
+    """Asks the run to stop (`trainer.should_stop`) at the end of training step `step`, as
+    max_time's Timer or EarlyStopping do."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step >= self.step:
+            trainer.should_stop = True
+
+
 def recorded(directory: Path, stage: str, rank: int) -> list[int]:
     """The example ids `RecordExamples` wrote for one rank, in order."""
     text = (directory / f"{stage}_rank{rank}.txt").read_text()

@@ -431,6 +431,17 @@ def test_runs_stopped_by_their_limits_resume_to_the_same_weights(uninterrupted, 
     same_weights(uninterrupted, torch.load(tmp_path / "last.ckpt", weights_only=True))
 
 
+def test_a_stop_deferred_by_min_epochs_writes_last_checkpoint(tmp_path):
+    """A stop asked for at step 10 with min_epochs=2 takes effect at the end of epoch 2
+    (max_epochs is 3, no validation): `last.ckpt` is written there (it was not written)."""
+    stop = "{_target_: tests.helpers.StopAtStep, step: 10}"
+    args = [*(a for a in RESUMABLE if not a.startswith("trainer.max_epochs")),
+            "trainer.max_epochs=3", "+trainer.min_epochs=2", "+trainer.limit_val_batches=0",
+            "checkpoint.keep_last=0", f"+callbacks.stop={stop}"]  # fmt: skip
+    run("train.py", *args, f"hydra.run.dir={tmp_path}")
+    assert torch.load(tmp_path / "last.ckpt", weights_only=True)["global_step"] == 2 * EPOCH_END
+
+
 def test_last_checkpoint_at_every_validation(tmp_path):
     """`last.ckpt` is written at every validation, the best one or not (here none is better
     than the first: the learning rate is 0), so a killed run loses at most the steps since."""
