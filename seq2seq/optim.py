@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from collections.abc import Callable
@@ -26,7 +27,9 @@ def factories(optim: DictConfig) -> tuple[Callable[..., Any], Callable[..., Any]
         node = optim[key]
         if not isinstance(node, DictConfig) or "_target_" not in node:
             raise UserError(f"optim.{key}: no _target_ (it holds {node}); {hint}")
-        made = instantiate(node)
+        made = instantiate(node) if node.get("_partial_") else None
+        if not isinstance(made, functools.partial):  # the model's parameters come later
+            raise UserError(f"optim.{key}={node._target_}: needs _partial_: true")
         try:
             inspect.signature(made.func).bind_partial(*made.args, **made.keywords)
         except TypeError as e:

@@ -59,6 +59,7 @@ def test_choosing_an_optim_option_replaces_the_experiments_schedule():
         mixed = compose("train", overrides=["experiment=multi30k_transformer", "optim=adam"])
         halving = compose("train", overrides=["experiment=multi30k_transformer",
                                               "optim=sgd_halving"])  # fmt: skip
+        whole = compose("train", overrides=["optim.optimizer._partial_=false"])
     assert (paper.start_epoch, paper.every_epochs) == (5, 0.5)
     optimizer, scheduler = factories(warmup.optim)
     assert scheduler.func is inverse_sqrt and optimizer.func is torch.optim.Adam
@@ -74,3 +75,6 @@ def test_choosing_an_optim_option_replaces_the_experiments_schedule():
         f"optim.scheduler=seq2seq.optim.halving: got an unexpected keyword argument 'warmup'; "
         f"{hint}"
     )
+    with pytest.raises(UserError) as e:  # built before the model's parameters exist
+        factories(whole.optim)
+    assert str(e.value) == "optim.optimizer=torch.optim.Adam: needs _partial_: true"
