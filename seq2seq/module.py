@@ -108,7 +108,8 @@ class TranslationModule(pl.LightningModule):
     ) -> None:
         """One pass over the gradients: their global norm clips them (if asked) and feeds the
         divergence guard (a NaN loss shows up here too, as a NaN gradient norm)."""
-        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        params = [p for p in self.parameters() if p.grad is not None]
+        grads = [p.grad for p in params]
         if not grads:
             return
         if gradient_clip_val and gradient_clip_algorithm != "norm":
@@ -124,7 +125,9 @@ class TranslationModule(pl.LightningModule):
             for p in self.parameters():  # Adam and SGD leave parameters without .grad untouched
                 p.grad = None
         elif gradient_clip_val and gradient_clip_algorithm == "norm":
-            torch.nn.utils.clip_grads_with_norm_(grads, gradient_clip_val, norm)
+            # (it takes the parameters: given their gradients, whose own .grad is None, it
+            # clipped nothing)
+            torch.nn.utils.clip_grads_with_norm_(params, gradient_clip_val, norm)
 
     def _nonfinite(self, what: str, value: float) -> None:
         """Divergence guard: stop with the step named, or skip the update and count it."""

@@ -55,6 +55,25 @@ def test_nonfinite_gradient_stops_or_skips():
     assert any(not torch.equal(v, before[k]) for k, v in module.state_dict().items())
 
 
+def test_gradients_are_clipped_to_the_norm(monkeypatch):
+    """trainer.gradient_clip_val with the norm algorithm (optim.grad_clip: Sutskever et al.'s
+    5) scales the gradients to that global norm: it clipped nothing (the clipping function was
+    given the gradients, whose own .grad is None, instead of the parameters)."""
+    norms = []
+    clip = type(module := tiny_setup(64, hidden=8)[1]).configure_gradient_clipping
+
+    def recorded(self, *args, **kwargs):
+        clip(self, *args, **kwargs)
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        norms.append(float(torch.nn.utils.get_total_norm(grads)))
+
+    monkeypatch.setattr(type(module), "configure_gradient_clipping", recorded)
+    dm, module, trainer = tiny_setup(64, hidden=8, max_steps=3, gradient_clip_val=0.01,
+                                     gradient_clip_algorithm="norm")  # fmt: skip
+    trainer.fit(module, datamodule=dm)
+    assert len(norms) == 3 and all(n == pytest.approx(0.01, rel=1e-3) for n in norms)
+
+
 def test_a_gpu_run_saves_and_restores_its_gpu_generator(monkeypatch):
     """Dropout on a GPU draws from the GPU's generator: a checkpoint carries it per rank and
     the resumed run sets it back at its first batch (faked here: no GPU in the tests)."""

@@ -35,6 +35,16 @@ def native(request, monkeypatch):
     return request.param
 
 
+def test_gpus_with_only_emulated_bf16_train_in_fp16(monkeypatch):
+    """A pre-Ampere card (V100, T4): torch counts its emulated bf16 as supported unless asked
+    for native bf16 only; it trains in fp16 mixed, as documented."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: (
+        including_emulation))  # fmt: skip
+    assert resolve_precision("bf16-mixed", "gpu") == "16-mixed"
+    assert resolve_precision("auto", "gpu") == "16-mixed"
+
+
 def test_auto_is_bf16_only_where_native(native):
     assert resolve_precision("auto", "cpu") == ("bf16-mixed" if native else "32-true")
     assert resolve_precision("32-true", "cpu") == "32-true"

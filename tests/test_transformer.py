@@ -40,6 +40,12 @@ def test_cached_steps_equal_teacher_forcing(norm_first):
             step, state = model.decode_step(tgt[:, t], state)
             torch.testing.assert_close(step, full[:, t], atol=1e-5, rtol=1e-5)
             assert state["past_k0"].shape[2] == t + 1  # the cache grows by one position per step
+    state = model.encode(src, lens)  # with autograd on, too (a saliency map of the decoder)
+    for t in range(3):
+        step, state = model.decode_step(tgt[:, t], state)
+    torch.testing.assert_close(step.detach(), full[:, 2], atol=1e-5, rtol=1e-5)
+    step[:, 5].sum().backward()
+    assert model.src_embed.weight.grad.abs().sum() > 0
 
 
 def test_cached_steps_under_bf16_autocast_as_validation_runs_them():

@@ -103,6 +103,8 @@ def extend(past: Tensor, rows: Tensor, new: Tensor) -> Tensor:
     R, H, t, D = new.size(0), past.size(1), past.size(2), past.size(3)
     if past.dtype != new.dtype:
         past = past.to(new.dtype)
+    if torch.is_grad_enabled() and (past.requires_grad or new.requires_grad):
+        return torch.cat([past.index_select(0, rows), new], 2)  # autograd: no out=
     out = new.new_empty(R, H, t + 1, D)
     torch.index_select(past, 0, rows, out=out[:, :, :t])
     out[:, :, t:] = new
