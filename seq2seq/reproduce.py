@@ -25,6 +25,7 @@ from pathlib import Path
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from seq2seq.cli import CONF, compose_config
+from seq2seq.data.sources import file_stamp
 from seq2seq.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -99,12 +100,23 @@ def scale_of(cfg: DictConfig) -> DictConfig:
     return scales[cfg.scale]
 
 
+def trained_overrides(run: Run) -> list[str] | None:
+    """The overrides a finished run was trained with; None where it is not finished: no
+    readable `done.json` (a run killed while writing it), or no `last.ckpt` (deleted), so it
+    is trained (continued with `resume=auto`) again."""
+    try:
+        trained = json.loads(run.done.read_text())["overrides"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return trained if run.checkpoint().is_file() else None
+
+
 def check_run_dir(run: Run) -> None:
     """A finished run directory must hold the same recipe (runs are shared between tables by
     name: one name, one training config), whatever the order of its overrides."""
-    if not run.done.exists():
+    trained = trained_overrides(run)
+    if trained is None:
         return
-    trained = json.loads(run.done.read_text())["overrides"]
     if trained != run.overrides and training_config(trained) != training_config(run.overrides):
         raise UserError(
             f"{run.dir} was trained with {trained}, but this table asks for {run.overrides}; "
@@ -157,8 +169,15 @@ def train_parallel(runs: list[Run], jobs: int) -> None:
 
 def mark_done(run: Run, summary: dict) -> dict:
     summary = {"overrides": run.overrides, **summary}
-    run.done.write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(run.done, summary)
     return summary
+
+
+def write_json(path: Path, value: object) -> None:
+    """Written whole or not at all: a temporary file beside it, then renamed."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(value, indent=2) + "\n")
+    temporary.replace(path)
 
 
 def train_slurm(runs: list[Run], launcher: str) -> None:
@@ -195,7 +214,9 @@ def decode_row(cfg: DictConfig, row: DictConfig, runs: dict[str, Run], out_dir: 
     from seq2seq.evaluate import evaluate
 
     ckpts = row_checkpoints(row, runs)
-    cached = cached_result(out_dir / f"{split_of(cfg)}.json", ckpts)
+    result_file = out_dir / f"{split_of(cfg)}.json"
+    settings = [split_of(cfg), bool(row.get("figure3")), *row.decode]
+    cached = cached_result(result_file, ckpts, settings)
     if cached:
         return cached
     overrides = [
@@ -205,7 +226,9 @@ def decode_row(cfg: DictConfig, row: DictConfig, runs: dict[str, Run], out_dir: 
         f"report.by_length={bool(row.get('figure3'))}",
         *row.decode,
     ]
-    return evaluate(compose_config("evaluate", overrides), out_dir)
+    result = evaluate(compose_config("evaluate", overrides), out_dir)
+    remember_inputs(result_file, ckpts, settings)
+    return result
 
 
 def row_checkpoints(row: DictConfig, runs: dict[str, Run]) -> list[Path]:
@@ -213,11 +236,26 @@ def row_checkpoints(row: DictConfig, runs: dict[str, Run]) -> list[Path]:
     return [average(runs[r], last) if last else runs[r].checkpoint() for r in row.get("ckpts", [])]
 
 
-def cached_result(path: Path, inputs: list[Path]) -> dict | None:
-    """A row's result written after every file it was computed from, else None."""
-    newest = max((p.stat().st_mtime for p in inputs), default=0.0)
-    if path.exists() and path.stat().st_mtime > newest:
-        return json.loads(path.read_text())
+def inputs_stamp(inputs: list[Path], settings: list) -> object:
+    """What a row's result was computed from: each input file's path, size and modification
+    time (`file_stamp`), and the row's settings (split, search), as JSON reads it back."""
+    return json.loads(json.dumps({"inputs": [file_stamp(p) for p in inputs],
+                                  "settings": [str(s) for s in settings]}))  # fmt: skip
+
+
+def remember_inputs(path: Path, inputs: list[Path], settings: list) -> None:
+    write_json(path.with_name(path.name + ".inputs"), inputs_stamp(inputs, settings))
+
+
+def cached_result(path: Path, inputs: list[Path], settings: list) -> dict | None:
+    """A row's result computed from these very files and settings (`remember_inputs`), else
+    None: another n-best list, a retrained checkpoint or an edited search is decoded again."""
+    try:
+        remembered = json.loads(path.with_name(path.name + ".inputs").read_text())
+        if remembered == inputs_stamp(inputs, settings):
+            return json.loads(path.read_text())
+    except (OSError, ValueError):
+        pass
     return None
 
 
@@ -257,7 +295,8 @@ def rescore_row(
 
     ckpts = row_checkpoints(row, runs)
     result_file = out_dir / f"{split_of(cfg)}.json"
-    cached = cached_result(result_file, [*ckpts, nbest])
+    settings = [split_of(cfg), row.nbest]
+    cached = cached_result(result_file, [*ckpts, nbest], settings)
     if cached:
         return cached
     train_cfg = compose_config("train", next(iter(runs.values())).overrides)
@@ -283,7 +322,8 @@ def rescore_row(
               "tokenised_bleu": tokenised_bleu(hyps, refs, train_cfg.data.tgt)}  # fmt: skip
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"{split_of(cfg)}.hyp").write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
-    result_file.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(result_file, result)
+    remember_inputs(result_file, [*ckpts, nbest], settings)
     return result
 
 
@@ -307,6 +347,10 @@ def table_markdown(cfg: DictConfig, runs: dict[str, Run], rows: list[dict], seco
         f"# {table.title}",
         "",
         f"Scale `{cfg.scale}`: {scale.note.strip()}",
+        "",
+        f"Decoded: split `{split_of(cfg)}`"
+        + (" (`split=` given: not the split the note names)" if cfg.split else "")
+        + ".",
         "",
         f"Paper BLEU: {table.paper_metric.strip()}. Ours: sacreBLEU on detokenised output "
         f"(`{signature}`) and tokenised BLEU (Moses tokenizer, multi-bleu style), labelled.",
@@ -350,7 +394,7 @@ def reproduce(cfg: DictConfig) -> Path:
     runs = runs_of(cfg)
     for run in runs.values():
         check_run_dir(run)
-    todo = [run for run in runs.values() if not run.done.exists()]
+    todo = [run for run in runs.values() if trained_overrides(run) is None]
     log.info("%d of %d runs to train: %s", len(todo), len(runs), ", ".join(r.name for r in todo))
     if cfg.launcher == "local" and cfg.jobs > 1:
         train_parallel(todo, cfg.jobs)

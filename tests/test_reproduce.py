@@ -4,6 +4,7 @@ and a whole table end to end at a tiny scale (trained, decoded, written, idempot
 import csv
 import json
 import math
+import os
 
 import pytest
 import pytorch_lightning as pl
@@ -212,6 +213,21 @@ def test_small_table_end_to_end(tmp_path, monkeypatch):
     for hyp_file in (out / "sutskever2014_table2").glob("0[1-5]_*/test.hyp"):
         chosen = hyp_file.read_text(encoding="utf-8").splitlines()
         assert all((i, h) in listed for i, h in enumerate(chosen)), hyp_file
+
+    # Another n-best list, older than the results (as an unpacked file is): rescored again
+    other = tmp_path / "other.nbest"
+    other.write_text(nbest)
+    os.utime(other, (0, 0))
+    reproduce(compose_cfg("reproduce", "table=sutskever2014_table2", *args[1:], f"nbest={other}"))
+    for result in (out / "sutskever2014_table2").glob("0[1-5]_*/test.json"):
+        assert json.loads(result.read_text())["nbest"] == str(other), result
+
+    # A run killed while writing done.json, or whose last.ckpt was deleted: trained again
+    (out / "runs" / "forward" / "done.json").write_text("")
+    (out / "runs" / "reversed_3" / "last.ckpt").unlink()
+    reproduce(compose_cfg("reproduce", *args))
+    assert json.loads((out / "runs" / "forward" / "done.json").read_text())["steps"] > 0
+    assert (out / "runs" / "reversed_3" / "last.ckpt").is_file()
 
     changed = [*args[:-1], f"train_overrides='{tiny} model.hidden_size=16'"]
     with pytest.raises(UserError, match="was trained with"):
