@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.cli import model_config
 from seq2seq.data.datamodule import build_datamodule
+from seq2seq.errors import UserError, check_choice
 from seq2seq.loss import token_losses
 from seq2seq.models.lstm import LSTMSeq2Seq
 from seq2seq.models.transformer import TransformerSeq2Seq
@@ -231,6 +232,10 @@ def recurrence_cost(cfg: DictConfig, out: Path) -> dict:
     """Part 3 (conf/analyze.yaml `recurrence`): seconds per training step (forward + backward)
     and per decoded sentence against length, for an LSTM and a Transformer."""
     part = cfg.recurrence
+    check_choice("recurrence.device", part.device, ("cpu", "cuda"))
+    check_choice("recurrence.precision", part.precision, ("auto", "bf16-mixed", "32-true"))
+    if part.device == "cuda" and not torch.cuda.is_available():
+        raise UserError("recurrence.device=cuda: no CUDA GPU here; use recurrence.device=cpu")
     device = torch.device(part.device)
     torch.manual_seed(0)
     V = part.vocab_size

@@ -25,7 +25,7 @@ from hydra.errors import (
     OverrideParseException,
 )
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import MissingMandatoryValue
+from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryValue
 
 from seq2seq.allocator import setup_memory
 from seq2seq.errors import UserError
@@ -71,8 +71,11 @@ def run(main: Callable[[], object]) -> None:
     setup_memory()
     try:
         main()
-    except (HydraException, MissingMandatoryValue) as e:
+    except (HydraException, *MISSING) as e:
         _exit_or_raise(e)
+
+
+MISSING = (MissingMandatoryValue, InterpolationToMissingValueError)  # a `???` not given
 
 
 @contextmanager
@@ -81,7 +84,7 @@ def user_errors() -> Iterator[None]:
     `error: <one line>` (status 1)."""
     try:
         yield
-    except (UserError, HydraException, MissingMandatoryValue) as e:
+    except (UserError, HydraException, *MISSING) as e:
         _exit_or_raise(e)
 
 
@@ -96,8 +99,11 @@ def one_line(e: BaseException) -> str | None:
     """The message for a person, or None where `e` is not about the input (a bug: traceback)."""
     if isinstance(e, UserError):
         return str(e)
-    if isinstance(e, MissingMandatoryValue):  # a `???` value the command line did not give
-        return f"{e.full_key}: required, and not given; add {e.full_key}=..."
+    if isinstance(e, MISSING):
+        # a `???` value the command line did not give (or one an interpolation reads)
+        named = re.search(r"Missing mandatory value: ([\w.]+)", str(e))
+        key = named.group(1) if named else e.full_key
+        return f"{key}: required, and not given; add {key}=..."
     if isinstance(e, InstantiationException):  # a UserError raised by a `_target_`'s __init__
         if isinstance(e.__cause__, UserError):
             return str(e.__cause__)

@@ -8,6 +8,9 @@ import sys
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+from omegaconf.errors import InterpolationToMissingValueError
 
 from seq2seq.analysis import (
     MIN_SENTENCES,
@@ -15,12 +18,15 @@ from seq2seq.analysis import (
     decay_curve,
     first_last_ratio,
     gradient_profiles,
+    recurrence_cost,
     source_gradients,
 )
+from seq2seq.cli import one_line
 from seq2seq.data.batching import collate
+from seq2seq.errors import UserError
 from seq2seq.models.lstm import LSTMSeq2Seq
 from seq2seq.models.transformer import TransformerSeq2Seq
-from tests.helpers import ROOT, run_script
+from tests.helpers import CONF, ROOT, run_script
 
 
 def batch_of(sources, seed=0):
@@ -167,3 +173,26 @@ def test_analyze_rejects_an_unknown_part(tmp_path):
     assert done.stderr.strip().splitlines()[-1] == (
         "error: part='speed': expected all, gradient_flow, depth or recurrence"
     )
+
+
+@pytest.mark.parametrize(
+    "setting,expected",
+    [
+        ("recurrence.precision=16-mixed",
+         "recurrence.precision=16-mixed: expected one of auto, bf16-mixed, 32-true"),
+        ("recurrence.device=mps", "recurrence.device=mps: expected one of cpu, cuda"),
+    ],
+)  # fmt: skip
+def test_recurrence_settings_it_cannot_run(tmp_path, setting, expected):
+    """A precision it would not run (it labelled fp32 timings 16-mixed) or a device it has no
+    code for: one line. A missing data_dir: one line too (an interpolation read it)."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("analyze", overrides=["data_dir=x", setting])
+    with pytest.raises(UserError) as e:
+        recurrence_cost(cfg, tmp_path)
+    assert str(e.value) == expected
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("analyze")
+    with pytest.raises(InterpolationToMissingValueError) as e:
+        OmegaConf.to_container(cfg, resolve=True)
+    assert one_line(e.value) == "data_dir: required, and not given; add data_dir=..."
