@@ -48,8 +48,8 @@ def resolve_precision(precision: str | int, accelerator: str) -> str | int:
             f"trainer.precision={precision}: {NO_CPU_BF16}; use trainer.precision=auto or 32-true"
         )
     # native bf16 only: by default torch counts emulated bf16 (pre-Ampere cards) as supported
-    native = gpu and torch.cuda.is_bf16_supported(including_emulation=False)
-    if precision == "bf16-mixed" and gpu and not native:
+    emulated = gpu and not torch.cuda.is_bf16_supported(including_emulation=False)
+    if precision == "bf16-mixed" and emulated:
         log.warning("this GPU has no bf16: using precision=16-mixed")
         return "16-mixed"
     return precision

@@ -236,11 +236,10 @@ def row_checkpoints(row: DictConfig, runs: dict[str, Run]) -> list[Path]:
     return [average(runs[r], last) if last else runs[r].checkpoint() for r in row.get("ckpts", [])]
 
 
-def inputs_stamp(inputs: list[Path], settings: list) -> object:
+def inputs_stamp(inputs: list[Path], settings: list) -> dict:
     """What a row's result was computed from: each input file's path, size and modification
-    time (`file_stamp`), and the row's settings (split, search), as JSON reads it back."""
-    return json.loads(json.dumps({"inputs": [file_stamp(p) for p in inputs],
-                                  "settings": [str(s) for s in settings]}))  # fmt: skip
+    time (`file_stamp`), and the row's settings (split, search)."""
+    return {"inputs": [file_stamp(p) for p in inputs], "settings": [str(s) for s in settings]}
 
 
 def remember_inputs(path: Path, inputs: list[Path], settings: list) -> None:

@@ -170,14 +170,17 @@ class SignalAfterBatch(Checkpoint):
 
 
 class StopAtStep(pl.Callback):
-    """Asks the run to stop (`trainer.should_stop`) at the end of training step `step`, as
-    max_time's Timer or EarlyStopping do."""
+    """Asks the run to stop (`trainer.should_stop`) at the end of every batch from training
+    step `step` on, as max_time's Timer does; or, with `batch`, once, at the end of that
+    batch of the epoch (counted from 1), as EarlyStopping does."""
 
-    def __init__(self, step: int) -> None:
-        self.step = step
+    def __init__(self, step: int | None = None, batch: int | None = None) -> None:
+        self.step, self.batch = step, batch
 
-    def on_train_batch_end(self, trainer, *args):
-        if trainer.global_step >= self.step:
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        if self.batch is not None and batch_idx + 1 == self.batch:
+            trainer.should_stop = True
+        elif self.step is not None and trainer.global_step >= self.step:
             trainer.should_stop = True
 
 

@@ -477,6 +477,20 @@ def test_sigterm_waits_for_the_accumulated_step(tmp_path):
     same_weights(a, b, past_step=15)
 
 
+def test_a_stop_between_optimizer_steps_waits_for_the_next(tmp_path):
+    """Accumulating over 2 batches, a stop asked for once after batch 21 (between two steps)
+    takes effect after batch 22, where the optimizer steps: last.ckpt holds no half-summed
+    gradient."""
+    stop = "{_target_: tests.helpers.StopAtStep, batch: 21}"
+    args = [*(a.replace("max_epochs=2", "max_epochs=1") for a in RESUMABLE),
+            "trainer.accumulate_grad_batches=2", "+trainer.limit_val_batches=0",
+            "checkpoint.keep_last=0", f"+callbacks.stop={stop}"]  # fmt: skip
+    run("train.py", *args, f"hydra.run.dir={tmp_path}")
+    last = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    done = last["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["processed"]
+    assert (last["global_step"], done) == (11, 22)
+
+
 def test_validation_checkpoints_wait_for_the_accumulated_step(tmp_path):
     """Accumulating over 2 batches and validating every 7 of an epoch's 16: validation, and
     the best and last checkpoints written there, come after batches 8 and 16, where the

@@ -84,10 +84,10 @@ def _decode(line: bytes, path: str | Path, number: int, offset: int) -> str:
     return text.strip()
 
 
-def readable(path: Path) -> None:
-    """A one-line error unless `path` is a file this process can read."""
+def open_readable(path: Path) -> IO[bytes]:
+    """`path` opened for reading bytes, or a one-line error saying why it cannot be."""
     try:
-        path.open("rb").close()
+        return path.open("rb")
     except FileNotFoundError:
         raise UserError(f"{path}: file not found") from None
     except IsADirectoryError:
@@ -107,8 +107,7 @@ def decoded_lines(f: IO[bytes], name: str | Path) -> Iterator[str]:
 
 def iter_lines(path: Path) -> Iterator[str]:
     """Stream one sentence per line, UTF-8, stripped; invalid bytes name the file and line."""
-    readable(path)
-    with path.open("rb") as f:
+    with open_readable(path) as f:
         yield from decoded_lines(f, path)
 
 
@@ -196,7 +195,7 @@ class TextFiles:
                 f"{self.dir}: {', '.join(self.splits()) or 'none'}"
             )
         for path in (src_path, tgt_path):
-            readable(path)
+            open_readable(path).close()
         return src_path, tgt_path
 
     def key(self, split: str) -> str:
